@@ -1,0 +1,3 @@
+"""Encoders, each registered by name into ENCODERS."""
+
+from pretrain_stack.encoders import mlp, transformer  # noqa: F401
