@@ -1,0 +1,1 @@
+"""Offline benchmark scripts: each prints ratios measured side by side and writes JSON + Markdown."""

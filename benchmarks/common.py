@@ -1,0 +1,55 @@
+"""Helpers shared by the benchmark scripts: environment facts, result files, mean +- std tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def environment() -> dict[str, Any]:
+    """CPU model, thread count, library versions and git commit, stored beside every result."""
+    from mtrec.train.checkpoint import library_versions
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "versions": library_versions(), "git_commit": commit, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def mean_std(values: list[float]) -> dict[str, float]:
+    """{"mean", "std", "n"} (population std over seeds)."""
+    arr = np.asarray(values, dtype=np.float64)
+    return {"mean": float(arr.mean()), "std": float(arr.std()), "n": int(arr.size)}
+
+
+def fmt(ms: dict[str, float], digits: int = 4) -> str:
+    """'0.8791 ± 0.0012'."""
+    return f"{ms['mean']:.{digits}f} ± {ms['std']:.{digits}f}"
+
+
+def write_results(out_dir: str | Path, name: str, results: dict[str, Any], markdown: str) -> tuple[Path, Path]:
+    """Write <name>.json and <name>.md into out_dir; return both paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / f"{name}.json", out / f"{name}.md"
+    json_path.write_text(json.dumps({"environment": environment(), **results}, indent=2, default=float))
+    md_path.write_text(markdown)
+    return json_path, md_path

@@ -1,0 +1,84 @@
+"""The six multi-task models on adult and movielens-100k over seeds: per-task test AUC (mean, std), size, time.
+
+python -m benchmarks.multitask [--datasets adult movielens-100k] [--models ...] [--seeds 0 1 2] [--out reports/bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from tqdm.auto import tqdm
+
+import mtrec
+from benchmarks.common import fmt, mean_std, write_results
+
+MODELS = ["single", "shared_bottom", "mmoe", "ple", "stem", "mptrec"]
+DATASETS = ["adult", "movielens-100k"]
+RECIPE_NAME = {"adult": "adult", "movielens-100k": "movielens"}
+
+
+def run_one(data: mtrec.datasets.Dataset, dataset: str, model_name: str, seed: int, epochs: int | None) -> dict:
+    """Train one (model, dataset, seed) and return its test metrics, parameter count and seconds."""
+    model = mtrec.build_model(model_name, schema=data.schema, tasks=data.tasks, dataset=RECIPE_NAME[dataset])
+    start = time.perf_counter()
+    result = mtrec.train(model, data.train, valid=data.valid, seed=seed, epochs=epochs, progress=False)
+    seconds = time.perf_counter() - start
+    test = mtrec.evaluate(model, data.test)
+    return {"model": model_name, "dataset": dataset, "seed": seed, "test": test, "parameters": model.num_parameters(),
+            "seconds": seconds, "best_epoch": result.best_epoch, "examples_per_second": result.examples_per_second}
+
+
+def summarize(runs: list[dict], datasets: list[str], models: list[str]) -> tuple[dict, str]:
+    """Aggregate runs into mean/std per (dataset, model, task) and a Markdown table with the best mean in bold."""
+    summary: dict = {}
+    lines = ["# Multi-task models: test AUC (mean ± std over seeds)", ""]
+    for dataset in datasets:
+        rows = [r for r in runs if r["dataset"] == dataset]
+        if not rows:
+            continue
+        tasks = list(rows[0]["test"])
+        summary[dataset] = {}
+        for model in models:
+            mine = [r for r in rows if r["model"] == model]
+            if mine:
+                summary[dataset][model] = {
+                    **{t: mean_std([r["test"][t]["auc"] for r in mine]) for t in tasks},
+                    "parameters": mine[0]["parameters"], "seconds": mean_std([r["seconds"] for r in mine])}
+        best = {t: max(v[t]["mean"] for v in summary[dataset].values()) for t in tasks}
+        lines += [f"## {dataset}", "", "| model | " + " | ".join(tasks) + " | parameters | train s |",
+                  "|---|" + "---|" * (len(tasks) + 2)]
+        for model, v in summary[dataset].items():
+            cells = [f"**{fmt(v[t])}**" if v[t]["mean"] == best[t] else fmt(v[t]) for t in tasks]
+            lines.append(f"| {model} | " + " | ".join(cells) + f" | {v['parameters']:,} | {v['seconds']['mean']:.1f} |")
+        lines.append("")
+    return summary, "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the grid and write multitask.json / multitask.md."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.multitask")
+    parser.add_argument("--datasets", nargs="+", default=DATASETS)
+    parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, help="cap epochs (default: the recipe's, with early stopping)")
+    parser.add_argument("--out", default="reports/bench")
+    args = parser.parse_args(argv)
+    runs = []
+    grid = [(d, m, s) for d in args.datasets for m in args.models for s in args.seeds]
+    loaded = {d: mtrec.datasets.load(d) for d in args.datasets}
+    for dataset, model_name, seed in tqdm(grid, desc="multitask", unit="run"):
+        run = run_one(loaded[dataset], dataset, model_name, seed, args.epochs)
+        runs.append(run)
+        tqdm.write(f"{dataset:>15} {model_name:>13} seed {seed}: " +
+                   ", ".join(f"{t} {m['auc']:.4f}" for t, m in run["test"].items()) + f" ({run['seconds']:.1f} s)")
+    summary, markdown = summarize(runs, args.datasets, args.models)
+    json_path, md_path = write_results(args.out, "multitask", {"runs": runs, "summary": summary,
+                                                               "seeds": args.seeds, "epochs": args.epochs}, markdown)
+    print(markdown)
+    print(f"wrote {json_path} and {md_path}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""The public Python API (DESIGN §4): build_model, train, evaluate, save, load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mtrec.data.io import read_frame
+from mtrec.data.schema import Schema
+from mtrec.data.vocab import Vocabularies
+from mtrec.model import MultiTaskModel
+from mtrec.train.checkpoint import CheckpointError, read_manifest, read_tensors, write_checkpoint
+from mtrec.train.config import Recipe, load_recipe
+from mtrec.train.loop import TrainResult, evaluate_encoded
+from mtrec.train.loop import train as _train
+
+MODEL_NAMES = ("single", "shared_bottom", "mmoe", "ple", "stem", "mptrec")
+
+
+def build_model(name: str, schema: Schema, tasks: list[str] | None = None, dataset: str | None = None,
+                recipe: str | Path | Recipe | None = None, overrides: dict[str, Any] | list[str] | None = None) -> MultiTaskModel:
+    """A multi-task model from its recipe (mtrec/configs/<name>_<dataset>.yaml, or a given file/Recipe)."""
+    if isinstance(recipe, Recipe):
+        resolved = recipe
+    else:
+        dataset = dataset or getattr(schema, "source", None)
+        resolved = load_recipe(recipe if recipe is not None else name, dataset=dataset, overrides=overrides)
+    tasks = list(tasks) if tasks is not None else list(schema.tasks)
+    if not tasks:
+        raise ValueError("build_model: at least one task is needed")
+    return MultiTaskModel(name, schema, tasks, resolved)
+
+
+def train(model: MultiTaskModel, train_df: pd.DataFrame | str, valid: pd.DataFrame | str | None = None,
+          epochs: int | None = None, batch_size: int | None = None, seed: int | None = None,
+          progress: bool = True, **options: Any) -> TrainResult:
+    """Train in this process (fused FBGEMM embedding optimizer + Adam, early stopping on valid mean AUC)."""
+    return _train(model, train_df, valid=valid, progress=progress, epochs=epochs, batch_size=batch_size, seed=seed,
+                  **options)
+
+
+def evaluate(model: MultiTaskModel, df: pd.DataFrame | str, batch_size: int = 8192) -> dict[str, dict[str, float]]:
+    """{task: {"auc", "logloss", ...}} for every task the model predicts; the frame must carry their labels."""
+    return evaluate_encoded(model, model.encode(read_frame(df)), batch_size)
+
+
+def save(model: MultiTaskModel, path: str | Path) -> Path:
+    """Write a checkpoint directory atomically; returns its path."""
+    network = model.require_network()
+    manifest = {
+        "kind": "multitask",
+        "name": model.name,
+        "tasks": model.tasks,
+        "recipe": model.recipe.to_dict(),
+        "schema": model.schema.to_dict(),
+        "vocabularies": model.vocabs.to_dict(),
+        "extensions": model.extensions,
+    }
+    return write_checkpoint(path, manifest, {"network": network.state_dict()})
+
+
+def load(path: str | Path) -> MultiTaskModel:
+    """Rebuild a model from a checkpoint directory; weights load with weights_only=True."""
+    manifest = read_manifest(path)
+    if manifest.get("kind") != "multitask":
+        raise CheckpointError(f"checkpoint {path} holds a {manifest.get('kind')!r} model, not a multitask model")
+    try:
+        recipe = Recipe.from_dict(manifest["recipe"])
+        schema = Schema.from_dict(manifest["schema"])
+        vocabs = Vocabularies.from_dict(manifest["vocabularies"])
+        tasks = manifest["tasks"]
+        name = manifest["name"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path}: manifest is incomplete or invalid ({exc})") from exc
+    base_tasks = [t for t in tasks if t not in {e["task"] for e in manifest.get("extensions", [])}]
+    model = MultiTaskModel(name, schema, base_tasks, recipe)
+    model.build_network(vocabs)
+    for extension in manifest.get("extensions", []):
+        from mtrec.tasks import restore_extension
+
+        restore_extension(model, extension)
+    state = read_tensors(path, manifest)
+    try:
+        model.require_network().load_state_dict(state["network"])
+    except (KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint {path}: weights do not match the model in the manifest ({exc})") from exc
+    model.require_network().eval()
+    return model

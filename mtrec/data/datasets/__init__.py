@@ -1,0 +1,71 @@
+"""Built-in datasets: `load(name)` returns the schema, task names and the train/valid/test frames."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from mtrec.data.schema import Schema
+
+
+@dataclass(repr=False)
+class Dataset:
+    """A dataset split three ways; frames carry every feature and every label column (tasks + new_tasks)."""
+
+    name: str
+    schema: Schema
+    tasks: list[str]
+    new_tasks: list[str]
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+
+    def __repr__(self) -> str:
+        return (f"Dataset({self.name!r}, tasks={self.tasks}, new_tasks={self.new_tasks}, "
+                f"sparse={len(self.schema.sparse)}, dense={len(self.schema.dense)}, "
+                f"rows={len(self.train)}/{len(self.valid)}/{len(self.test)})")
+
+
+def _adult(**kwargs: Any) -> Dataset:
+    from mtrec.data.datasets.adult import load_adult
+
+    return load_adult(**kwargs)
+
+
+def _movielens(**kwargs: Any) -> Dataset:
+    from mtrec.data.datasets.movielens import load_movielens_100k
+
+    return load_movielens_100k(**kwargs)
+
+
+def _synthetic(**kwargs: Any) -> Dataset:
+    from mtrec.data.datasets.synthetic import synthetic
+
+    return synthetic(**kwargs)
+
+
+LOADERS: dict[str, Callable[..., Dataset]] = {
+    "adult": _adult,
+    "movielens-100k": _movielens,
+    "synthetic": _synthetic,
+}
+
+
+def names() -> list[str]:
+    """Names `load` accepts."""
+    return list(LOADERS)
+
+
+def load(name: str, **kwargs: Any) -> Dataset:
+    """Load a built-in dataset by name ("adult", "movielens-100k", "synthetic"); kwargs go to its loader."""
+    try:
+        loader = LOADERS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(LOADERS)}") from None
+    return loader(**kwargs)
+
+
+__all__ = ["Dataset", "LOADERS", "load", "names"]

@@ -1,0 +1,14 @@
+"""Errors raised by mtrec for bad user input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the column and the first bad row (`column`, `row` keep them)."""
+
+    def __init__(self, message: str, column: str | None = None, row: Any = None) -> None:
+        super().__init__(message)
+        self.column = column
+        self.row = row

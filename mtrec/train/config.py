@@ -1,0 +1,90 @@
+"""Training settings and model recipes (YAML under mtrec/configs), validated on load with errors naming the key."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pretrain_stack import validate_model_config
+from pretrain_stack.config import load_config
+from pretrain_stack.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+EMBEDDING_OPTIMIZERS = ("adagrad", "rowwise_adagrad", "sgd")
+
+
+@dataclass
+class TrainConfig:
+    """How a multi-task model is trained: dense Adam + fused FBGEMM optimizer for the embedding tables."""
+
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 1e-3
+    embedding_lr: float = 0.05
+    embedding_optimizer: str = "adagrad"
+    weight_decay: float = 0.0
+    patience: int = 2
+    seed: int = 0
+    eval_batch_size: int = 8192
+    max_steps: int | None = None
+    threads: int = 0
+    autocast_bf16: bool = False
+
+    def validate(self) -> None:
+        """Range checks that types alone cannot express."""
+        if self.embedding_optimizer not in EMBEDDING_OPTIMIZERS:
+            raise ConfigError(f"train.embedding_optimizer: expected one of {', '.join(EMBEDDING_OPTIMIZERS)}, "
+                              f"got {self.embedding_optimizer!r}", key="train.embedding_optimizer")
+        for key in ("epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"train.{key}: must be >= 1, got {getattr(self, key)}", key=f"train.{key}")
+        for key in ("lr", "embedding_lr"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"train.{key}: must be > 0, got {getattr(self, key)}", key=f"train.{key}")
+
+
+@dataclass
+class Recipe:
+    """A model recipe: the pretrain_stack model sections plus its training settings."""
+
+    model: dict[str, Any] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> None:
+        """Check every model section against its component and the training ranges."""
+        validate_model_config(self.model)
+        self.train.validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, for manifests."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Recipe":
+        """Rebuild (and validate) a recipe saved with to_dict."""
+        from pretrain_stack.config import from_dict
+
+        recipe = from_dict(cls, data)
+        recipe.validate()
+        return recipe
+
+
+def recipe_path(model: str, dataset: str | None = None) -> Path:
+    """The shipped recipe file for (model, dataset); falls back to the adult recipe for user data."""
+    candidates = [CONFIG_DIR / f"{model}_{dataset}.yaml", CONFIG_DIR / f"{model}_{dataset.split('-')[0]}.yaml"] \
+        if dataset else []
+    candidates.append(CONFIG_DIR / f"{model}_adult.yaml")
+    for path in candidates:
+        if path.exists():
+            return path
+    known = sorted({p.stem.rsplit("_", 1)[0] for p in CONFIG_DIR.glob("*_*.yaml")})
+    raise ConfigError(f"model: no recipe for {model!r} (known models: {', '.join(known)})", key="model")
+
+
+def load_recipe(model: str | Path, dataset: str | None = None,
+                overrides: dict[str, Any] | list[str] | None = None) -> Recipe:
+    """Load a recipe by model name (and dataset) or by file path, with overrides applied."""
+    path = Path(model) if str(model).endswith((".yaml", ".yml", ".json")) else recipe_path(str(model), dataset)
+    return load_config(Recipe, path, overrides)
