@@ -79,7 +79,15 @@ class PlainMPTRec(nn.Module):
         return loss
 
 
-VARIANTS = {"fp32": {}, "bf16": {"autocast_bf16": True}}
+VARIANTS = {"fp32": {}, "bf16": {"autocast_bf16": True}, "compile": {"compile": True},
+            "compile+bf16": {"compile": True, "autocast_bf16": True}}
+
+
+class _PlainBatch(tuple):
+    """(ids [B, F], labels [B, T]) whose len() is the number of examples."""
+
+    def __len__(self) -> int:
+        return int(self[0].shape[0])
 
 
 def _timed(step: Callable[[Any], None], batches: list, steps: int) -> float:
@@ -102,7 +110,8 @@ def measure(batch_size: int, steps: int, rounds: int, data: Any) -> dict[str, An
     model.build_network(vocabs, seed=0)
     encoded = model.encode(data.train)
     batches = list(encoded.batches(batch_size, shuffle=True, seed=0, drop_last=True))
-    plain_inputs = [(torch.stack([b.sparse[k].values() for k in model.schema.sparse], dim=1), b.labels) for b in batches]
+    plain_inputs = [_PlainBatch((torch.stack([b.sparse[k].values() for k in model.schema.sparse], dim=1), b.labels))
+                    for b in batches]
 
     torch.manual_seed(0)
     plain = PlainMPTRec([vocabs.num_embeddings(f) for f in model.schema.sparse], len(data.tasks))
@@ -119,6 +128,12 @@ def measure(batch_size: int, steps: int, rounds: int, data: Any) -> dict[str, An
     skip = fused_parameter_ids(network)
     dense_opt = torch.optim.Adam([p for p in network.parameters() if p.requires_grad and id(p) not in skip], lr=1e-3)
     mtrec_steps = {name: make_step(network, dense_opt, progress=lambda: 0.5, **opts) for name, opts in VARIANTS.items()}
+    warmup = {}
+    for name, step in mtrec_steps.items():
+        start = time.perf_counter()
+        for b in batches[:3]:
+            step(b)
+        warmup[name] = time.perf_counter() - start
 
     samples: dict[str, list[float]] = {"plain": [], **{name: [] for name in VARIANTS}}
     for _ in range(rounds):
@@ -126,7 +141,7 @@ def measure(batch_size: int, steps: int, rounds: int, data: Any) -> dict[str, An
         for name, step in mtrec_steps.items():
             samples[name].append(_timed(lambda b, s=step: s(b), batches, steps))
     medians = {k: float(np.median(v)) for k, v in samples.items()}
-    return {"batch_size": batch_size, "examples_per_second": medians, "samples": samples,
+    return {"batch_size": batch_size, "examples_per_second": medians, "samples": samples, "warmup_seconds": warmup,
             "ratio_to_plain": {k: medians[k] / medians["plain"] for k in VARIANTS}}
 
 

@@ -31,6 +31,7 @@ class TrainConfig:
     max_steps: int | None = None
     threads: int = 0
     autocast_bf16: bool = False
+    compile: bool = False
 
     def validate(self) -> None:
         """Range checks that types alone cannot express."""

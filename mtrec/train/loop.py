@@ -55,20 +55,40 @@ def evaluate_encoded(model: MultiTaskModel, encoded: EncodedFrame, batch_size: i
 
 
 def make_step(network: torch.nn.Module, optimizer: torch.optim.Optimizer, progress: Callable[[], float],
-              autocast_bf16: bool = False) -> Callable[[Batch], torch.Tensor]:
-    """One training step on a batch (forward, backward with the fused table update, dense optimizer step)."""
+              autocast_bf16: bool = False, compile: bool = False) -> Callable[[Batch], torch.Tensor]:
+    """One training step on a batch (forward, backward with the fused table update, dense optimizer step).
+
+    `compile` runs the dense part (encoder + target) through torch.compile; the embedding lookup stays eager
+    (FBGEMM fused kernels), and the network's modules are not replaced, so state dicts keep their keys.
+    """
+    dense = _compiled_dense(network) if compile else None
 
     def step(batch: Batch) -> torch.Tensor:
         inputs = batch.as_dict()
-        inputs["progress"] = progress()
+        inputs["progress"] = torch.tensor(float(progress()))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast_bf16):
-            loss = network(inputs)["loss"]
+            if dense is not None:
+                loss = dense(network.embedding(inputs), inputs["labels"], inputs["progress"])
+            else:
+                loss = network(inputs)["loss"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         return loss.detach()
 
     return step
+
+
+def _compiled_dense(network: torch.nn.Module) -> Callable[..., torch.Tensor]:
+    """torch.compile of encoder + target as one function of (embedding output, labels, progress)."""
+    if getattr(network, "decoder", None) is not None:
+        raise ValueError("train.compile supports encoder-only networks")
+
+    def dense(emb: torch.Tensor, labels: torch.Tensor, progress: torch.Tensor) -> torch.Tensor:
+        batch = {"labels": labels, "progress": progress}
+        return network.target(network.encoder(emb, batch), batch)["loss"]
+
+    return torch.compile(dense, dynamic=False)
 
 
 def resolve_config(model: MultiTaskModel, **overrides: Any) -> TrainConfig:
@@ -108,7 +128,7 @@ def fit_encoded(model: MultiTaskModel, encoded: EncodedFrame, encoded_valid: Enc
     dense_params = [p for p in network.parameters() if p.requires_grad and id(p) not in skip]
     optimizer = torch.optim.Adam(dense_params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     step = make_step(network, optimizer, progress=lambda: min(1.0, result.steps / total_steps),
-                     autocast_bf16=cfg.autocast_bf16)
+                     autocast_bf16=cfg.autocast_bf16, compile=cfg.compile)
     steps_per_epoch = max(1, len(encoded) // cfg.batch_size)
     total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
     best_score, best_state, stale = -np.inf, None, 0
