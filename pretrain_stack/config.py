@@ -49,7 +49,8 @@ def _is_dataclass_type(tp: Any) -> bool:
 def from_dict(schema: type[C], data: dict[str, Any], prefix: str = "") -> C:
     """Build a (nested) dataclass from a dict, rejecting unknown keys and wrong types by name."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(data).__name__}", key=prefix or "config")
+        where = prefix.rstrip(".") or "config"
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}", key=where)
     hints = _hints(schema)
     fields = {f.name: f for f in dataclasses.fields(schema)}
     kwargs: dict[str, Any] = {}
