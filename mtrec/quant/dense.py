@@ -1,0 +1,174 @@
+"""INT8 / FP16 dense layers on FBGEMM: drop-in inference replacements for `BatchedLinear` and `nn.Linear`.
+
+INT8 is dynamic quantization: weights are int8 per output channel (symmetric, scale = max|w| / 127), activations
+are quantized per call by `torch.ops.quantized.linear_dynamic`. FP16 keeps fp16 weights and computes in fp32
+(`linear_dynamic_fp16`). A stack of `n` members whose input is shared ([B, in]) runs as ONE GEMM over the
+members' concatenated weights; a member-first input ([n, B, in]) runs one GEMM per member (FBGEMM has no
+batched int8 GEMM). A following ReLU can be fused into the kernel (`relu=True`).
+
+Only plain tensors are state (int8/fp16 weights, fp32 scales and bias), so `weights_only` loading works; the
+FBGEMM packed weights are rebuilt lazily after construction, a state load, a deep copy or unpickling.
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mtrec.models.layers import BatchedLinear
+from mtrec.quant.precision import QuantizationError
+
+_OPS = {
+    ("int8", False): torch.ops.quantized.linear_dynamic, ("int8", True): torch.ops.quantized.linear_relu_dynamic,
+    ("fp16", False): torch.ops.quantized.linear_dynamic_fp16,
+    ("fp16", True): torch.ops.quantized.linear_relu_dynamic_fp16,
+}
+
+
+@lru_cache(maxsize=1)
+def reduce_range() -> bool:
+    """Whether activations must use 7 bits: FBGEMM's u8 x s8 kernels can saturate int16 sums without VNNI."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return True
+    return not ("avx512_vnni" in flags or "avx_vnni" in flags)
+
+
+def int8_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-row int8 of `weight` [..., out, in]: (int8 values in [-127, 127], fp32 scales [..., out])."""
+    amax = weight.detach().abs().amax(dim=-1)
+    scale = torch.where(amax > 0, amax / 127.0, torch.ones_like(amax)).float()
+    q = torch.clamp(torch.round(weight.detach() / scale.unsqueeze(-1)), -127, 127).to(torch.int8)
+    return q, scale
+
+
+def _prepack(precision: str, weight: torch.Tensor, scale: torch.Tensor | None, bias: torch.Tensor) -> Any:
+    """FBGEMM packed params of one [out, in] weight (int8 values + per-row scales, or fp16)."""
+    if precision == "fp16":
+        return torch.ops.quantized.linear_prepack_fp16(weight.float(), bias)
+    zero = torch.zeros(weight.shape[0], dtype=torch.long)
+    with warnings.catch_warnings():  # FBGEMM's prepack still takes a quantized tensor, which torch 2.13 deprecates
+        warnings.filterwarnings("ignore", message="torch.quantize_per_tensor, torch.quantize_per_channel",
+                                category=UserWarning)
+        qweight = torch.quantize_per_channel(weight.float() * scale.unsqueeze(1), scale.double(), zero, 0,
+                                             torch.qint8)
+    return torch.ops.quantized.linear_prepack(qweight, bias)
+
+
+class _PackedLinear(nn.Module):
+    """Shared state and kernels of the quantized layers: `n` members' weights [n, out, in] and bias [n, out]."""
+
+    def __init__(self, n: int, in_features: int, out_features: int, precision: str, relu: bool = False) -> None:
+        super().__init__()
+        if precision not in ("int8", "fp16"):
+            raise QuantizationError(f"dense layers run in int8 or fp16 (fp32 keeps the original), got {precision!r}")
+        self.n, self.in_features, self.out_features = n, in_features, out_features
+        self.precision, self.relu = precision, relu
+        dtype = torch.int8 if precision == "int8" else torch.float16
+        self.register_buffer("weight", torch.zeros(n, out_features, in_features, dtype=dtype))
+        self.register_buffer("scale", torch.ones(n, out_features) if precision == "int8" else torch.zeros(0))
+        self.register_buffer("bias", torch.zeros(n, out_features))
+        self._members: list[Any] | None = None
+        self._shared: Any = None
+
+    def set_weights(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        """Quantize fp32 weights [n, out, in] (and bias [n, out], None = zeros) into this layer's state."""
+        with torch.no_grad():
+            if self.precision == "int8":
+                q, scale = int8_rows(weight)
+                self.weight.copy_(q)
+                self.scale.copy_(scale)
+            else:
+                self.weight.copy_(weight.detach().to(torch.float16))
+            self.bias.copy_(bias.detach() if bias is not None else torch.zeros_like(self.bias))
+        self._invalidate()
+
+    def _invalidate(self) -> None:
+        self._members, self._shared = None, None
+
+    def _pack(self, weight: torch.Tensor, scale: torch.Tensor | None, bias: torch.Tensor) -> Any:
+        return _prepack(self.precision, weight, scale, bias)
+
+    def members(self) -> list[Any]:
+        """One packed weight per member (built on first use)."""
+        if self._members is None:
+            scales = self.scale if self.precision == "int8" else [None] * self.n
+            self._members = [self._pack(self.weight[i], scales[i], self.bias[i]) for i in range(self.n)]
+        return self._members
+
+    def shared(self) -> Any:
+        """All members' weights packed as one [n * out, in] GEMM (built on first use)."""
+        if self._shared is None:
+            scale = self.scale.reshape(-1) if self.precision == "int8" else None
+            self._shared = self._pack(self.weight.reshape(-1, self.in_features), scale, self.bias.reshape(-1))
+        return self._shared
+
+    def run(self, x: torch.Tensor, packed: Any) -> torch.Tensor:
+        """One FBGEMM call on a 2-D input."""
+        op = _OPS[(self.precision, self.relu)]
+        if self.precision == "int8":
+            return op(x, packed, reduce_range())
+        return op(x, packed)
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._invalidate()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_members"], state["_shared"] = None, None
+        return state
+
+    def extra_repr(self) -> str:
+        return (f"n={self.n}, in_features={self.in_features}, out_features={self.out_features}, "
+                f"precision={self.precision}, relu={self.relu}")
+
+
+class QuantBatchedLinear(_PackedLinear):
+    """`BatchedLinear` in int8/fp16: shared [B, in] -> one GEMM; member-first [n, B, in] -> one GEMM per member."""
+
+    @classmethod
+    def from_float(cls, layer: BatchedLinear, precision: str, relu: bool = False) -> QuantBatchedLinear:
+        """Quantize a trained `BatchedLinear` (weights [n, in, out], bias [n, 1, out])."""
+        out = cls(layer.n, layer.in_features, layer.out_features, precision, relu)
+        out.set_weights(layer.weight.transpose(1, 2), layer.bias.squeeze(1))
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:
+            y = self.run(x, self.shared())
+            return y.view(x.shape[0], self.n, self.out_features).transpose(0, 1)
+        packed = self.members()
+        return torch.stack([self.run(x[i], packed[i]) for i in range(self.n)])
+
+
+class QuantLinear(_PackedLinear):
+    """`nn.Linear` in int8/fp16: [..., in] -> [..., out]."""
+
+    @classmethod
+    def from_float(cls, layer: nn.Linear, precision: str, relu: bool = False) -> QuantLinear:
+        """Quantize a trained `nn.Linear`."""
+        out = cls(1, layer.in_features, layer.out_features, precision, relu)
+        out.set_weights(layer.weight.unsqueeze(0), None if layer.bias is None else layer.bias.unsqueeze(0))
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, self.in_features)
+        return self.run(flat, self.shared()).reshape(*x.shape[:-1], self.out_features)
+
+
+def quantize_dense(layer: nn.Module, precision: str, relu: bool = False) -> nn.Module:
+    """The int8/fp16 replacement of a `BatchedLinear` or `nn.Linear`; the layer itself for fp32."""
+    if precision == "fp32":
+        return layer
+    if isinstance(layer, BatchedLinear):
+        return QuantBatchedLinear.from_float(layer, precision, relu)
+    if isinstance(layer, nn.Linear):
+        return QuantLinear.from_float(layer, precision, relu)
+    raise QuantizationError(f"cannot quantize a {type(layer).__name__}; dense units are BatchedLinear or nn.Linear")

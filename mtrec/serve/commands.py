@@ -1,0 +1,24 @@
+"""`mtrec serve`: the command-line side of mtrec.serve."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    """Register `mtrec serve` on the CLI's subparsers."""
+    p = sub.add_parser("serve", help="serve a checkpoint over HTTP with Ray Serve (POST /predict, GET /health)")
+    p.add_argument("--checkpoint", required=True, help="an mtrec checkpoint, fp32 or quantized")
+    p.add_argument("--replicas", type=int, default=1)
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", help="address the HTTP proxy binds (default loopback)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per replica")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Serve until Ctrl-C."""
+    from mtrec.serve import serve_forever
+
+    serve_forever(args.checkpoint, replicas=args.replicas, port=args.port, host=args.host, threads=args.threads)
