@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -15,6 +15,9 @@ from mtrec.train.checkpoint import CheckpointError, read_manifest, read_tensors,
 from mtrec.train.config import Recipe, load_recipe
 from mtrec.train.loop import TrainResult, evaluate_encoded
 from mtrec.train.loop import train as _train
+
+if TYPE_CHECKING:
+    from mtrec.quant.quantized import QuantizedModel
 
 MODEL_NAMES = ("single", "shared_bottom", "mmoe", "ple", "stem", "mptrec")
 
@@ -35,8 +38,15 @@ def build_model(name: str, schema: Schema, tasks: list[str] | None = None, datas
 
 def train(model: MultiTaskModel, train_df: pd.DataFrame | str, valid: pd.DataFrame | str | None = None,
           epochs: int | None = None, batch_size: int | None = None, seed: int | None = None,
-          progress: bool = True, **options: Any) -> TrainResult:
-    """Train in this process (fused FBGEMM embedding optimizer + Adam, early stopping on valid mean AUC)."""
+          progress: bool = True, workers: int | None = None, address: str | None = None,
+          distributed: dict[str, Any] | None = None, **options: Any) -> TrainResult:
+    """Train in this process (fused FBGEMM embedding optimizer + Adam, early stopping on valid mean AUC), or with
+    `workers=N` / `address=` / `distributed=` on N Ray Train workers with sharded tables (mtrec.distributed)."""
+    if workers is not None or address is not None or distributed is not None:
+        from mtrec.distributed import train_distributed
+
+        return train_distributed(model, train_df, valid, workers=workers, address=address, distributed=distributed,
+                                 progress=progress, epochs=epochs, batch_size=batch_size, seed=seed, **options)
     return _train(model, train_df, valid=valid, progress=progress, epochs=epochs, batch_size=batch_size, seed=seed,
                   **options)
 
@@ -46,8 +56,12 @@ def evaluate(model: MultiTaskModel, df: pd.DataFrame | str, batch_size: int = 81
     return evaluate_encoded(model, model.encode(read_frame(df)), batch_size)
 
 
-def save(model: MultiTaskModel, path: str | Path) -> Path:
-    """Write a checkpoint directory atomically; returns its path."""
+def save(model: MultiTaskModel | QuantizedModel, path: str | Path) -> Path:
+    """Write a checkpoint directory atomically (a QuantizedModel as quantized tensors); returns its path."""
+    if not isinstance(model, MultiTaskModel):
+        from mtrec.quant.checkpoint import save_quantized
+
+        return save_quantized(model, path)
     network = model.require_network()
     manifest = {
         "kind": "multitask",
@@ -61,9 +75,17 @@ def save(model: MultiTaskModel, path: str | Path) -> Path:
     return write_checkpoint(path, manifest, {"network": network.state_dict()})
 
 
-def load(path: str | Path) -> MultiTaskModel:
-    """Rebuild a model from a checkpoint directory; weights load with weights_only=True."""
+def load(path: str | Path) -> MultiTaskModel | QuantizedModel:
+    """Rebuild a model (or a QuantizedModel) from a checkpoint directory; weights load with weights_only=True."""
     manifest = read_manifest(path)
+    if manifest.get("kind") == "quantized":
+        from mtrec.quant.checkpoint import load_quantized
+
+        return load_quantized(path)
+    if manifest.get("kind") == "multitask-sharded":
+        from mtrec.distributed.checkpoint import load_model as load_sharded
+
+        return load_sharded(path)
     if manifest.get("kind") != "multitask":
         raise CheckpointError(f"checkpoint {path} holds a {manifest.get('kind')!r} model, not a multitask model")
     try:

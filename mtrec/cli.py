@@ -1,4 +1,4 @@
-"""`mtrec` command line: train | evaluate | predict (more subcommands join as the API grows)."""
+"""`mtrec` command line: train | evaluate | predict | add-task (more subcommands join as the API grows)."""
 
 from __future__ import annotations
 
@@ -28,14 +28,11 @@ def _splits(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, list[str]]:
         return data.schema, data.train, data.valid, data.test, tasks
     if not args.train or not args.tasks:
         raise SystemExit("error: give --dataset NAME, or --train PATH with --tasks a,b")
-    from mtrec.data.io import read_frame
+    from mtrec.data.io import load_splits
 
-    train = read_frame(args.train)
+    train, valid, test = load_splits(None, args.train, args.valid, args.test)
     tasks = args.tasks.split(",")
-    schema = mtrec.Schema.from_frame(train, tasks=tasks)
-    valid = read_frame(args.valid) if args.valid else None
-    test = read_frame(args.test) if args.test else None
-    return schema, train, valid, test, tasks
+    return mtrec.Schema.from_frame(train, tasks=tasks), train, valid, test, tasks
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -45,7 +42,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     schema, train, valid, test, tasks = _splits(args)
     model = mtrec.build_model(args.model, schema=schema, tasks=tasks, dataset=args.dataset,
                               recipe=args.config, overrides=args.set)
-    result = mtrec.train(model, train, valid=valid, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+    result = mtrec.train(model, train, valid=valid, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                         workers=args.workers, address=args.address)
     report: dict[str, Any] = {"model": args.model, "tasks": tasks, "best_epoch": result.best_epoch,
                               "seconds": result.seconds, "examples_per_second": result.examples_per_second,
                               "parameters": model.num_parameters()}
@@ -78,8 +76,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
     """Score a Parquet/CSV file and write per-task probabilities."""
     import mtrec
     from mtrec.data.io import read_frame
+    from mtrec.quant.commands import with_precision
 
-    model = mtrec.load(args.checkpoint)
+    model = with_precision(mtrec.load(args.checkpoint), args.precision)
     frame = read_frame(args.input)
     out = model.predict(frame)
     if args.id_column:
@@ -90,6 +89,46 @@ def cmd_predict(args: argparse.Namespace) -> None:
     else:
         out.to_parquet(args.output, index=False)
     print(f"wrote {len(out):,} rows x {len(model.tasks)} tasks to {args.output}")
+
+
+def _option_value(text: str) -> Any:
+    """A --option value: JSON when it parses (numbers, lists, booleans), else the string itself."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def cmd_add_task(args: argparse.Namespace) -> None:
+    """Add a task to a checkpoint (frozen-backbone prompt tuning by default), evaluate it and save the result."""
+    import mtrec
+    from mtrec.data.io import load_splits
+
+    model = mtrec.load(args.checkpoint)
+    splits = load_splits(args.dataset, args.train, args.valid, args.test)
+    if splits is None:
+        raise SystemExit("error: give --dataset NAME, or --train PATH (with --valid/--test)")
+    train, valid, test = splits
+    options = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr),
+                                 ("seed", args.seed)) if v is not None}
+    for kv in args.option or []:
+        key, _, value = kv.partition("=")
+        options[key.replace("-", "_")] = _option_value(value)
+    result = mtrec.add_task(model, args.task, train, valid=valid, method=args.method, **options)
+    report: dict[str, Any] = {"task": args.task, "method": args.method, "tasks": model.tasks,
+                              "trainable_params": result.trainable_params, "total_params": result.total_params,
+                              "trainable_share": result.trainable_share, "seconds": result.seconds,
+                              "valid_auc": result.valid_auc, "best_epoch": result.best_epoch,
+                              "history": result.history}
+    shown = f", valid AUC {result.valid_auc:.4f}" if result.valid_auc is not None else ""
+    print(f"added task {args.task!r} with {args.method}: {result.trainable_params:,} of {result.total_params:,} "
+          f"parameters trained ({100 * result.trainable_share:.1f}%) in {result.seconds:.1f} s{shown}")
+    if test is not None:
+        report["test"] = mtrec.evaluate(model, test)
+        _print_metrics(f"{model.name} + {args.task}: test metrics", report["test"])
+    path = mtrec.save(model, args.out)
+    (Path(path) / "add_task_report.json").write_text(json.dumps(report, indent=2))
+    print(f"checkpoint: {path}")
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -115,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", nargs="*", default=None, metavar="KEY=VALUE",
                    help="recipe overrides, e.g. train.lr=0.002 model.encoder.dropout=0.1")
     p.add_argument("--out", help="checkpoint directory to write")
+    p.add_argument("--workers", type=int, help="train on N Ray Train workers with sharded tables")
+    p.add_argument("--address", help="Ray cluster to use (default: $RAY_ADDRESS, else an embedded local Ray)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a checkpoint")
@@ -130,7 +171,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True)
     p.add_argument("--output", required=True)
     p.add_argument("--id-column")
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8", "int4"],
+                   help="score an fp32 checkpoint in this precision (FBGEMM tables + dense; int4 = int4 tables)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("add-task", help="add a task to a trained checkpoint (frozen backbone, prompt tuning)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--task", required=True, help="the new task's label column")
+    p.add_argument("--method", default="prompt",
+                   help="prompt (default), tower, finetune, child_tuning, pecl or joint")
+    p.add_argument("--dataset", help="built-in dataset: adult, movielens-100k, synthetic")
+    p.add_argument("--train", help="training frame (Parquet/CSV) carrying the new label column")
+    p.add_argument("--valid", help="validation frame (early stopping on the new task's AUC)")
+    p.add_argument("--test", help="labelled test frame to evaluate every task on")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--option", nargs="*", metavar="KEY=VALUE",
+                   help="more add_task options, e.g. tower_hidden=[32] temperature=32 reserve_p=0.2")
+    p.add_argument("--out", required=True, help="checkpoint directory to write (may be --checkpoint itself)")
+    p.set_defaults(func=cmd_add_task)
+
+    from mtrec.quant.commands import add_parser as add_quantize_parser
+    from mtrec.serve.commands import add_parser as add_serve_parser
+
+    add_quantize_parser(sub)
+    add_serve_parser(sub)
     return parser
 
 

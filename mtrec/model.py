@@ -17,6 +17,12 @@ from mtrec.data.vocab import Vocabularies
 from mtrec.train.config import Recipe
 
 
+def task_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Sigmoid of [B, T] logits one task column at a time, so a task's probabilities do not depend on how many
+    tasks sit beside it (the CPU kernel's vectorized body and scalar tail round differently)."""
+    return torch.stack([torch.sigmoid(logits[:, t].contiguous()) for t in range(logits.shape[1])], dim=1)
+
+
 class NotTrainedError(RuntimeError):
     """The model has no network yet: vocabularies are fitted (and tables sized) by the first training run."""
 
@@ -81,7 +87,7 @@ class MultiTaskModel:
         try:
             with torch.no_grad():  # not inference_mode: fused FBGEMM training modules need the autograd kernels
                 for batch in encoded.batches(batch_size, shuffle=False):
-                    yield torch.sigmoid(self.logits_of(batch)).float().numpy()
+                    yield task_probabilities(self.logits_of(batch)).float().numpy()
         finally:
             net.train(was_training)
 

@@ -3,6 +3,7 @@ auxiliary losses and gradient reversal, STEM's gradient isolation, and every shi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from torchrec import KeyedJaggedTensor
 
 import mtrec.models  # noqa: F401  (registers the components)
 from mtrec.models import MODELS
+from mtrec.train.config import TrainConfig
 from mtrec.models.layers import BatchedLinear, BatchedMLP, TaskGroups, grad_reverse, grl_alpha
 from pretrain_stack import ENCODERS, ConfigError, build_model, save_component, validate_model_config
 
@@ -25,7 +27,7 @@ TASKS = ["click", "like", "buy"]
 NUM_DENSE = 2
 B = 6
 CONFIG_DIR = Path(mtrec.models.CONFIG_DIR)
-TRAIN_KEYS = {"epochs", "batch_size", "lr", "embedding_lr", "embedding_optimizer", "weight_decay", "patience"}
+TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)}
 REPR_KEYS = {
     "single": {"emb", "gate_in", "task_repr"},
     "shared_bottom": {"emb", "gate_in", "s", "experts"},

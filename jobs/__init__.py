@@ -1,0 +1,42 @@
+"""Thin Ray job entrypoints over the mtrec API: `python -m jobs.<name> --config FILE` locally, or
+`ray job submit --address http://127.0.0.1:8265 --working-dir . -- python -m jobs.<name> --config FILE`.
+
+Each job's `--config` is a YAML/JSON mapping of its options (jobs.train: the model recipe itself, with an optional
+`distributed:` section); flags given on the command line override the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse `argv`; keys of the `--config` file become defaults first (unknown keys are an error naming them)."""
+    from pretrain_stack.config import read_file
+
+    known, _ = parser.parse_known_args(argv)
+    if getattr(known, "config", None):
+        values = read_file(known.config)
+        dests = {a.dest for a in parser._actions}
+        unknown = sorted(k for k in values if k.replace("-", "_") not in dests)
+        if unknown:
+            parser.error(f"{known.config}: unknown option(s) {', '.join(unknown)} "
+                         f"(known: {', '.join(sorted(d for d in dests if d != 'help'))})")
+        parser.set_defaults(**{k.replace("-", "_"): v for k, v in values.items()})
+    return parser.parse_args(argv)
+
+
+def require_api(name: str) -> Any:
+    """`mtrec.<name>`, or a clear error when this mtrec does not provide it yet."""
+    import mtrec
+
+    func = getattr(mtrec, name, None)
+    if func is None:
+        raise SystemExit(f"error: this mtrec has no mtrec.{name} (mtrec {getattr(mtrec, '__version__', '?')} "
+                         f"at {Path(mtrec.__file__).parent}); update mtrec to run this job")
+    return func

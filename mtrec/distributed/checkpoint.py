@@ -1,0 +1,183 @@
+"""Sharded checkpoints (torch.distributed.checkpoint): every worker writes its own shards, rank 0 the metadata.
+
+A checkpoint directory holds the DCP files (weights under `network.`, the combined optimizer under `optim.`),
+`manifest.json` (the same manifest as `mtrec.save`, kind "multitask-sharded", so `mtrec.load` reads it) and
+`train_state.json` (step counters and the data ledger a resumed run continues from). DCP reshards on load, so a
+checkpoint loads into an unsharded network, or into another plan or number of workers, exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch import nn
+from torchrec.distributed import DistributedModelParallel
+from torchrec.optim.keyed import CombinedOptimizer
+
+from mtrec.data.schema import Schema
+from mtrec.data.vocab import Vocabularies
+from mtrec.distributed.wrap import NETWORK_PREFIX, unwrap_key
+from mtrec.model import MultiTaskModel
+from mtrec.train.checkpoint import FORMAT, FORMAT_VERSION, MANIFEST, CheckpointError, library_versions, read_manifest
+from mtrec.train.config import Recipe
+
+SHARDED_KIND = "multitask-sharded"
+TRAIN_STATE = "train_state.json"
+DCP_METADATA = ".metadata"
+
+
+def model_manifest(model: MultiTaskModel, vocabs: Vocabularies | None = None) -> dict[str, Any]:
+    """What rebuilds `model` without its weights: name, tasks, recipe, schema, vocabularies, extensions."""
+    vocabs = vocabs or model.vocabs
+    if vocabs is None:
+        raise CheckpointError(f"model {model.name!r} has no fitted vocabularies to record")
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "versions": library_versions(),
+            "kind": SHARDED_KIND, "name": model.name, "tasks": model.tasks, "recipe": model.recipe.to_dict(),
+            "schema": model.schema.to_dict(), "vocabularies": vocabs.to_dict(), "extensions": model.extensions}
+
+
+def _network_state(model: DistributedModelParallel) -> dict[str, Any]:
+    return {unwrap_key(k): v for k, v in model.state_dict().items()}
+
+
+def _without_empty(tree: dict[str, Any]) -> dict[str, Any]:
+    """A copy of nested dicts without empty sub-dicts (stateless optimizers such as SGD leave those, and DCP
+    does not store them, so a load would look for keys that were never written)."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            value = _without_empty(value)
+            if not value:
+                continue
+        out[key] = value
+    return out
+
+
+def _merge_into(full: dict[str, Any], loaded: dict[str, Any]) -> None:
+    """Copy loaded values back into the full nested dict (tensors were filled in place; this carries the rest)."""
+    for key, value in loaded.items():
+        if isinstance(value, dict) and isinstance(full.get(key), dict):
+            _merge_into(full[key], value)
+        else:
+            full[key] = value
+
+
+def _is_rank0() -> bool:
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def save_sharded(path: str | Path, model: DistributedModelParallel, optimizer: CombinedOptimizer,
+                 manifest: dict[str, Any], train_state: dict[str, Any]) -> Path:
+    """Collective: every rank writes its shards of weights and optimizer state to `path`; rank 0 adds the JSON."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    dcp.save(_without_empty({"network": _network_state(model), "optim": optimizer.state_dict()}),
+             checkpoint_id=str(path))
+    if _is_rank0():
+        (path / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+        (path / TRAIN_STATE).write_text(json.dumps(train_state, indent=2))
+    return path
+
+
+def _materialize_dense_state(optimizer: CombinedOptimizer) -> None:
+    """Create the lazy state of the non-fused optimizers (a zero-gradient step), so DCP can load into it in place."""
+    for key, part in optimizer.optimizers:
+        if key != "embedding" and not part.state:
+            part.init_state()
+            for param in part.params.values():
+                param.grad = None
+
+
+def load_sharded(path: str | Path, model: DistributedModelParallel, optimizer: CombinedOptimizer | None = None
+                 ) -> dict[str, Any]:
+    """Collective: load weights (and optimizer state) from a sharded checkpoint, resharding as needed; returns
+    the checkpoint's train state. Load the optimizer state only into the same table layout it was saved from."""
+    path = Path(path)
+    _check_complete(path)
+    if optimizer is not None:
+        _materialize_dense_state(optimizer)
+    full_optim = optimizer.state_dict() if optimizer is not None else {}
+    state = _without_empty({"network": _network_state(model), "optim": full_optim})
+    try:
+        dcp.load(state, checkpoint_id=str(path))
+    except Exception as exc:  # DCP raises CheckpointException/RuntimeError with per-rank causes
+        raise CheckpointError(f"sharded checkpoint {path} does not fit this model/optimizer layout "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    model.load_state_dict({NETWORK_PREFIX + k: v for k, v in state["network"].items()})
+    if optimizer is not None:
+        _merge_into(full_optim, state.get("optim", {}))
+        optimizer.load_state_dict(full_optim)
+    return read_train_state(path)
+
+
+def _check_complete(path: Path) -> None:
+    if not (path / DCP_METADATA).is_file():
+        raise CheckpointError(f"sharded checkpoint {path} has no {DCP_METADATA}: missing or incomplete")
+
+
+def read_train_state(path: str | Path) -> dict[str, Any]:
+    """The step counters and ledger saved with a sharded checkpoint ({} when it has none)."""
+    file = Path(path) / TRAIN_STATE
+    return json.loads(file.read_text()) if file.is_file() else {}
+
+
+def materialize_meta(network: nn.Module) -> None:
+    """Give meta-device parameters (tables built for sharding only) real, uninitialized CPU storage."""
+    for module in network.modules():
+        if any(t.is_meta for t in [*module.parameters(recurse=False), *module.buffers(recurse=False)]):
+            module.to_empty(device="cpu", recurse=False)
+
+
+def load_network_weights(path: str | Path, network: nn.Module) -> None:
+    """Load a sharded checkpoint's weights into a plain (unsharded) network, in this process, exactly
+    (tables the network built on the meta device get CPU storage first)."""
+    path = Path(path)
+    _check_complete(path)
+    materialize_meta(network)
+    state = {"network": network.state_dict()}
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+            dcp.load(state, checkpoint_id=str(path), no_dist=True)
+    except Exception as exc:  # see load_sharded
+        raise CheckpointError(f"sharded checkpoint {path}: weights do not match the network "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    network.load_state_dict(state["network"])
+
+
+def model_from_manifest(manifest: dict[str, Any], where: str = "manifest", seed: int = 0) -> MultiTaskModel:
+    """A MultiTaskModel with its network built (seeded init, task extensions restored) from a model manifest."""
+    try:
+        recipe = Recipe.from_dict(manifest["recipe"])
+        schema = Schema.from_dict(manifest["schema"])
+        vocabs = Vocabularies.from_dict(manifest["vocabularies"])
+        tasks, name = manifest["tasks"], manifest["name"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{where}: manifest is incomplete or invalid ({exc})") from exc
+    extensions = manifest.get("extensions", [])
+    extension_tasks = {e["task"] for e in extensions}
+    model = MultiTaskModel(name, schema, [t for t in tasks if t not in extension_tasks], recipe)
+    model.build_network(vocabs, seed=seed)
+    for extension in extensions:
+        from mtrec.tasks import restore_extension
+
+        restore_extension(model, extension)
+    return model
+
+
+def load_model(path: str | Path) -> MultiTaskModel:
+    """An unsharded MultiTaskModel from a sharded checkpoint (what `mtrec.load` does for one)."""
+    manifest = read_manifest(path)
+    if manifest.get("kind") != SHARDED_KIND:
+        raise CheckpointError(f"checkpoint {path} is not a sharded multitask checkpoint")
+    model = model_from_manifest(manifest, where=f"checkpoint {path}")
+    with torch.no_grad():
+        load_network_weights(path, model.require_network())
+    model.require_network().eval()
+    return model

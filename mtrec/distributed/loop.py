@@ -1,0 +1,346 @@
+"""The per-worker training loop: DMP-sharded tables, TrainPipelineSparseDist, sharded checkpoints, exact resume.
+
+Every worker runs `run_worker` with its own shard of the rows. Steps, progress (the GRL schedule), validation,
+early stopping and checkpoints follow the single-process loop (mtrec.train.loop); the global batch is split over
+the workers. A checkpoint records the step counter, the position in the epoch and a ledger of the (epoch, batch)
+ranges applied so far, so a run resumed after a failure re-applies nothing and skips nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.distributed as dist
+from torchrec.distributed import DistributedModelParallel
+from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
+from tqdm.auto import tqdm
+
+from mtrec.data.batches import EncodedFrame
+from mtrec.distributed.checkpoint import load_sharded, model_from_manifest, save_sharded
+from mtrec.distributed.config import DistributedConfig
+from mtrec.distributed.data import (epoch_batches, global_epoch_batches, global_steps_per_epoch, local_batch_size,
+                                   padded_positions, steps_per_epoch)
+from mtrec.distributed.env import quiet_worker_logs
+from mtrec.distributed.planner import build_plan, format_plan, plan_tables
+from mtrec.distributed.sinks import CheckpointSink
+from mtrec.distributed.wrap import make_optimizer, shard
+from mtrec.train.config import TrainConfig
+from mtrec.train.loop import seed_everything
+from mtrec.train.metrics import mean_auc, task_metrics
+
+FAILURE_MARKER = "failure_injected"
+DRILL_DELAY_S = 3.0
+
+
+@dataclass
+class WorkerSpec:
+    """What every worker needs (picklable): the model manifest, settings, the global row counts, a run directory."""
+
+    manifest: dict[str, Any]
+    train: TrainConfig
+    dist: DistributedConfig
+    train_rows: int
+    valid_rows: int | None
+    run_dir: str
+    initial_weights: dict[str, torch.Tensor] | None = None
+
+
+@dataclass
+class TrainState:
+    """Where training stands; saved with every checkpoint and restored on resume."""
+
+    step: int = 0
+    epoch: int = 1
+    batch: int = 0
+    examples: int = 0
+    planned_steps: int = 0
+    steps_per_epoch: int = 0
+    world_size: int = 1
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_score: float | None = None
+    best_valid: dict[str, dict[str, float]] = field(default_factory=dict)
+    best_checkpoint: str | None = None
+    stale: int = 0
+    finished: bool = False
+    ledger: list[list[int]] = field(default_factory=list)
+    resumes: list[int] = field(default_factory=list)
+    epoch_loss_sum: float = 0.0
+    epoch_loss_count: int = 0
+    epoch_seconds: float = 0.0
+    plan: list[dict[str, Any]] = field(default_factory=list)
+
+    def record_batch(self, epoch: int, batch: int) -> None:
+        """Append (epoch, batch) to the ledger, extending the last range when contiguous."""
+        if self.ledger and self.ledger[-1][0] == epoch and self.ledger[-1][2] == batch:
+            self.ledger[-1][2] = batch + 1
+        else:
+            self.ledger.append([epoch, batch, batch + 1])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for train_state.json."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainState":
+        """Rebuild from train_state.json (unknown keys ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def check_ledger(state: TrainState) -> None:
+    """Raise if the applied (epoch, batch) ranges skip or repeat a batch, or disagree with the step counter."""
+    expected_epoch, expected_batch, applied = 1, 0, 0
+    for epoch, start, stop in state.ledger:
+        if epoch != expected_epoch:
+            if expected_batch != state.steps_per_epoch or epoch != expected_epoch + 1:
+                raise RuntimeError(f"ledger skips or repeats data: epoch {expected_epoch} ended at batch "
+                                   f"{expected_batch}, next range starts epoch {epoch}")
+            expected_epoch, expected_batch = epoch, 0
+        if start != expected_batch:
+            raise RuntimeError(f"ledger skips or repeats data in epoch {epoch}: expected batch {expected_batch}, "
+                               f"range starts at {start}")
+        expected_batch = stop
+        applied += stop - start
+    if applied != state.step:
+        raise RuntimeError(f"ledger holds {applied} batches but {state.step} optimizer steps ran")
+
+
+def _comm_device() -> torch.device:
+    """Where collective buffers must live: the current CUDA device under nccl, else the CPU."""
+    if dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _rank_mean(value: float) -> float:
+    """Collective: the mean of `value` over every rank (the same number on every rank afterwards)."""
+    t = torch.tensor([value], dtype=torch.float64, device=_comm_device())
+    if dist.is_initialized():
+        dist.all_reduce(t)
+        t /= dist.get_world_size()
+    return float(t[0])
+
+
+def evaluate_sharded(model: DistributedModelParallel, valid: EncodedFrame, real_rows: int, tasks: list[str],
+                     batch_size: int) -> dict[str, dict[str, float]]:
+    """Collective: per-task metrics of the sharded model on the union of every rank's (padded) validation shard."""
+    model.eval()
+    parts = []
+    with torch.no_grad():
+        for batch in valid.batches(batch_size):
+            _, (_, logits) = model(batch.to(model.device))
+            parts.append(torch.sigmoid(logits.float()).cpu())
+    probs = torch.cat(parts)
+    labels = valid.labels
+    local = torch.cat([probs, labels, torch.full((len(probs), 1), float(real_rows))], dim=1).to(_comm_device())
+    if dist.is_initialized():
+        gathered = [torch.empty_like(local) for _ in range(dist.get_world_size())]
+        dist.all_gather(gathered, local)
+    else:
+        gathered = [local]
+    rows = [g[: int(g[0, -1])].cpu() for g in gathered]
+    merged = torch.cat(rows).numpy()
+    t = len(tasks)
+    return task_metrics(merged[:, t:2 * t], merged[:, :t], tasks)
+
+
+class _Worker:
+    """One rank's training run (state kept on the instance so the loop reads like the single-process one)."""
+
+    def __init__(self, spec: WorkerSpec, rank: int, world_size: int, train_shard: pd.DataFrame,
+                 valid_shard: pd.DataFrame | None, sink: CheckpointSink, device: torch.device,
+                 progress: bool, local_world_size: int | None = None) -> None:
+        self.spec, self.rank, self.world_size, self.sink, self.device = spec, rank, world_size, sink, device
+        self.cfg, self.dcfg = spec.train, spec.dist
+        self.show = progress and rank == 0
+        seed_everything(self.cfg.seed)
+        self.model = model_from_manifest(spec.manifest, seed=self.cfg.seed)
+        network = self.model.require_network()
+        if spec.initial_weights is not None:
+            network.load_state_dict(spec.initial_weights)
+        self.train = self.model.encode(train_shard)
+        self.valid: EncodedFrame | None = None
+        self.valid_real = 0
+        if valid_shard is not None and spec.valid_rows:
+            target = -(-spec.valid_rows // world_size)
+            self.valid_real = len(valid_shard)
+            self.valid = self.model.encode(valid_shard.iloc[padded_positions(len(valid_shard), target)])
+        self.local_batch = local_batch_size(self.cfg.batch_size, world_size)
+        pg = dist.group.WORLD if dist.is_initialized() else None
+        plan = build_plan(network, world_size, device.type, self.dcfg.sharding, self.dcfg.tables,
+                          batch_size=self.local_batch, pg=pg, local_world_size=local_world_size,
+                          large_table_rows=self.dcfg.large_table_rows)
+        if self.show:
+            tqdm.write(format_plan(plan, world_size))
+        self.plan_rows = [dataclasses.asdict(t) for t in plan_tables(plan)]
+        self.dmp = shard(network, plan, device, self.cfg.embedding_optimizer, self.cfg.embedding_lr, pg,
+                         autocast_bf16=self.cfg.autocast_bf16)
+        if self.cfg.compile and self.show:
+            tqdm.write("note: train.compile applies to single-process training; distributed workers run eager")
+        self.optimizer = make_optimizer(self.dmp, self.cfg.lr, self.cfg.embedding_optimizer, self.cfg.embedding_lr,
+                                        self.cfg.weight_decay)
+        self.global_order = self.dcfg.data_order == "global"
+        per_epoch = global_steps_per_epoch(spec.train_rows, self.cfg.batch_size) if self.global_order else \
+            steps_per_epoch(spec.train_rows, self.cfg.batch_size, world_size)
+        if per_epoch < 1:
+            raise ValueError(f"{spec.train_rows} training rows give no full batch of {self.cfg.batch_size} "
+                             f"over {world_size} workers")
+        planned = min(self.cfg.max_steps, per_epoch * self.cfg.epochs) if self.cfg.max_steps else \
+            per_epoch * self.cfg.epochs
+        self.total_for_progress = self.cfg.max_steps or per_epoch * self.cfg.epochs
+        self.state = TrainState(planned_steps=planned, steps_per_epoch=per_epoch, world_size=world_size,
+                                plan=self.plan_rows)
+
+    # checkpoints ---------------------------------------------------------------------------------
+    def resume(self) -> None:
+        """Continue from the sink's latest checkpoint, if any."""
+        with self.sink.latest() as path:
+            if path is None:
+                return
+            saved = load_sharded(path, self.dmp, self.optimizer)
+        self.state = TrainState.from_dict(saved)
+        self.state.resumes.append(self.state.step)
+        self.state.plan = self.plan_rows
+        self.state.world_size = self.world_size
+        if self.show:
+            tqdm.write(f"resumed from {path.name}: step {self.state.step}, epoch {self.state.epoch}, "
+                       f"batch {self.state.batch}")
+
+    def checkpoint(self, metrics: dict[str, Any]) -> str:
+        """Collective: save a sharded checkpoint named after the step and report `metrics` with it."""
+        name = f"step_{self.state.step:08d}"
+        manifest = self.spec.manifest
+        state = self.state.to_dict()
+
+        def write(path: Path) -> None:
+            save_sharded(path, self.dmp, self.optimizer, manifest, state)
+
+        self.sink.save(name, write, {"step": self.state.step, "epoch": self.state.epoch, **metrics})
+        return name
+
+    def _maybe_fail(self) -> None:
+        """Fault drill: the last rank dies once, hard, when the step counter reaches `fail_once_at_step`.
+
+        It first waits DRILL_DELAY_S, so a scheduler that collects reports periodically (Ray Train polls every
+        2 s) has registered the last checkpoint, as it would have before a real crash between checkpoints.
+        """
+        at = self.dcfg.fail_once_at_step
+        if at is None or self.state.step != at or self.rank != self.world_size - 1:
+            return
+        marker = Path(self.spec.run_dir) / FAILURE_MARKER
+        if marker.exists():
+            return
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"rank {self.rank} killed at step {at}\n")
+        time.sleep(DRILL_DELAY_S)
+        os._exit(17)
+
+    # training ------------------------------------------------------------------------------------
+    def run_epoch(self) -> bool:
+        """Train the rest of the current epoch; returns whether training should stop after it."""
+        cfg, st = self.cfg, self.state
+        if st.batch == 0:
+            st.epoch_loss_sum, st.epoch_loss_count, st.epoch_seconds = 0.0, 0, 0.0
+        stop = st.steps_per_epoch
+        if cfg.max_steps:
+            stop = min(stop, st.batch + cfg.max_steps - st.step)
+        pipeline = TrainPipelineSparseDist(self.dmp, self.optimizer, self.device, execute_all_batches=True)
+        make = global_epoch_batches if self.global_order else epoch_batches
+        batches = make(self.train, cfg.batch_size, self.world_size, self.rank, cfg.seed, st.epoch, st.batch, stop)
+        self.dmp.train()
+        bar = tqdm(total=st.steps_per_epoch, initial=st.batch, desc=f"epoch {st.epoch}/{cfg.epochs}",
+                   disable=not self.show, leave=False, unit="batch", mininterval=2.0)
+        losses: list[torch.Tensor] = []
+        start = time.perf_counter()
+        for index in range(st.batch, stop):
+            self._maybe_fail()
+            self.dmp.module.progress = min(1.0, st.step / self.total_for_progress)
+            loss, _ = pipeline.progress(batches)
+            losses.append(loss)
+            st.step += 1
+            st.batch = index + 1
+            st.examples += cfg.batch_size
+            st.record_batch(st.epoch, index)
+            bar.update(1)
+            if self.dcfg.checkpoint_every and st.step % self.dcfg.checkpoint_every == 0 and st.batch < stop:
+                self._fold_losses(losses, start)
+                losses, start = [], time.perf_counter()
+                self.checkpoint({})
+        bar.close()
+        pipeline.detach()
+        self._fold_losses(losses, start)
+        return self.end_epoch(stopped_early=bool(cfg.max_steps) and st.step >= cfg.max_steps)
+
+    def _fold_losses(self, losses: list[torch.Tensor], start: float) -> None:
+        """Collective: add the global batches' losses (each the mean over ranks) to the epoch's running sum."""
+        self.state.epoch_loss_sum += _rank_mean(float(torch.stack(losses).sum()) if losses else 0.0)
+        self.state.epoch_loss_count += len(losses)
+        self.state.epoch_seconds += time.perf_counter() - start
+
+    def end_epoch(self, stopped_early: bool) -> bool:
+        """Validate, update early stopping, checkpoint; returns whether training is over."""
+        cfg, st = self.cfg, self.state
+        loss = st.epoch_loss_sum / st.epoch_loss_count if st.epoch_loss_count else float("nan")
+        record: dict[str, Any] = {"epoch": st.epoch, "loss": loss,
+                                  "train_seconds": st.epoch_seconds, "steps": st.step}
+        improved = False
+        if self.valid is not None:
+            record["valid"] = evaluate_sharded(self.dmp, self.valid, self.valid_real, self.model.tasks,
+                                               cfg.eval_batch_size)
+            score = mean_auc(record["valid"])
+            record["valid_mean_auc"] = score
+            if st.best_score is None or score > st.best_score:
+                st.best_score, st.stale, st.best_epoch, st.best_valid = score, 0, st.epoch, record["valid"]
+                improved = True
+            else:
+                st.stale += 1
+        else:
+            st.best_epoch, improved = st.epoch, True
+        st.history.append(record)
+        if self.show:
+            shown = f" valid mean AUC {record['valid_mean_auc']:.4f}" if "valid_mean_auc" in record else ""
+            rate = st.epoch_loss_count * cfg.batch_size / max(st.epoch_seconds, 1e-9)
+            tqdm.write(f"epoch {st.epoch}: loss {record['loss']:.4f}{shown} ({rate:,.0f} examples/s, "
+                       f"{self.world_size} workers)")
+        done = stopped_early or st.epoch >= cfg.epochs or (self.valid is not None and st.stale >= cfg.patience)
+        st.finished = done
+        name = f"step_{st.step:08d}"
+        if improved:
+            st.best_checkpoint = name
+        finished_epoch = st.epoch
+        st.epoch, st.batch = (st.epoch, st.batch) if done else (st.epoch + 1, 0)
+        self.checkpoint({"epoch": finished_epoch, "loss": record["loss"],
+                         "valid_mean_auc": record.get("valid_mean_auc"), "best_epoch": st.best_epoch,
+                         "finished": done})
+        return done
+
+    def run(self) -> TrainState:
+        """Resume if a checkpoint exists, then train until done; returns the final state."""
+        self.resume()
+        while not self.state.finished:
+            self.run_epoch()
+        check_ledger(self.state)
+        return self.state
+
+
+def run_worker(spec: WorkerSpec, rank: int, world_size: int, train_shard: pd.DataFrame,
+               valid_shard: pd.DataFrame | None, sink: CheckpointSink, device: torch.device,
+               progress: bool = True, local_world_size: int | None = None) -> dict[str, Any]:
+    """Train this rank's part of the job (inside an initialized process group); returns the final train state.
+
+    `local_world_size` (workers per machine) shapes the planner's topology; default: all on one machine."""
+    quiet_worker_logs()
+    threads = spec.train.threads or spec.dist.threads_per_worker
+    if threads:
+        torch.set_num_threads(threads)
+    worker = _Worker(spec, rank, world_size, train_shard, valid_shard, sink, device, progress, local_world_size)
+    return worker.run().to_dict()
+
