@@ -178,7 +178,7 @@ class _Worker:
         plan = build_plan(network, world_size, device.type, self.dcfg.sharding, self.dcfg.tables,
                           batch_size=self.local_batch, pg=pg, local_world_size=local_world_size,
                           large_table_rows=self.dcfg.large_table_rows)
-        if self.show:
+        if rank == 0:
             tqdm.write(format_plan(plan, world_size))
         self.plan_rows = [dataclasses.asdict(t) for t in plan_tables(plan)]
         self.dmp = shard(network, plan, device, self.cfg.embedding_optimizer, self.cfg.embedding_lr, pg,
