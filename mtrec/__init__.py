@@ -9,6 +9,7 @@ from mtrec.train.loop import TrainResult
 from mtrec.api import build_model, evaluate, load, save, train
 from mtrec.tasks import AddTaskResult, add_task
 from mtrec.quant import Predictor, QuantizedModel, quantize
+from mtrec.batch import BatchResult, batch_predict
 
 __version__ = "0.1.0"
 
@@ -17,4 +18,5 @@ __all__ = [
     "build_model", "train", "evaluate", "save", "load",
     "add_task", "AddTaskResult",
     "quantize", "QuantizedModel", "Predictor",
+    "batch_predict", "BatchResult",
 ]

@@ -1,0 +1,122 @@
+"""The input side of batch scoring: which files to read, their format and row counts, and how to split them.
+
+An input is a file, a directory of Parquet files or a glob. Parquet files are split into pieces of whole row
+groups (their row counts come from the footer, so the first row of every piece is known before anything is read);
+a CSV file is one piece whose rows are counted as they stream.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from mtrec.data.io import CSV_SUFFIXES, PARQUET_SUFFIXES
+from mtrec.errors import DataError
+
+FILE = "__mtrec_file"  # column added to every block read: the file's index in the plan
+ROW = "__mtrec_row"  # and the row's number within its file, from 0
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input file: its path, format ("parquet" or "csv"), rows (None for CSV), row-group sizes in rows and
+    their uncompressed bytes."""
+
+    path: str
+    format: str
+    rows: int | None
+    row_groups: tuple[int, ...] = ()
+    group_bytes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A unit of reading: file `file` (index into the plan's files), its row groups, the first row's number, and
+    its rows and uncompressed bytes (None for CSV)."""
+
+    file: int
+    row_groups: tuple[int, ...]
+    first_row: int
+    rows: int | None
+    nbytes: int | None = None
+
+
+def format_of(path: str) -> str:
+    """"parquet" or "csv" from the file name; DataError otherwise."""
+    name = path.lower()
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    if name.endswith(CSV_SUFFIXES):
+        return "csv"
+    raise DataError(f"cannot tell the format of {path!r}: use .parquet/.pq or .csv files")
+
+
+def find_inputs(source: str | os.PathLike[str]) -> list[str]:
+    """The input files of a file, a directory (its Parquet/CSV files) or a glob, sorted; DataError when none."""
+    text = str(source)
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(str(p) for p in path.rglob("*") if p.is_file() and not p.name.startswith((".", "_"))
+                       and p.name.lower().endswith(PARQUET_SUFFIXES + CSV_SUFFIXES))
+    elif any(ch in text for ch in "*?[") and not path.exists():
+        files = sorted(f for f in glob.glob(text, recursive=True) if Path(f).is_file())
+    elif path.is_file():
+        files = [text]
+    else:
+        raise DataError(f"no such file or directory: {text!r}")
+    if not files:
+        raise DataError(f"no Parquet or CSV files in {text!r}")
+    return [str(Path(f).resolve()) for f in files]
+
+
+def describe(path: str) -> InputFile:
+    """Format and (for Parquet, from the footer) row counts of one file; DataError when it cannot be read."""
+    fmt = format_of(path)
+    if fmt == "csv":
+        return InputFile(path, fmt, None)
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(path).metadata
+    except Exception as e:  # pyarrow raises ArrowInvalid, OSError, ... for unreadable files
+        raise DataError(f"cannot read Parquet file {path!r}: {type(e).__name__}: {e}") from e
+    groups = [meta.row_group(i) for i in range(meta.num_row_groups)]
+    return InputFile(path, fmt, meta.num_rows, tuple(g.num_rows for g in groups),
+                     tuple(g.total_byte_size for g in groups))
+
+
+def plan_inputs(source: str | os.PathLike[str]) -> list[InputFile]:
+    """Every input file of `source`, described."""
+    return [describe(f) for f in find_inputs(source)]
+
+
+def missing_columns(file: InputFile, needed: list[str]) -> list[str]:
+    """The `needed` columns a Parquet file lacks (always [] for CSV, whose header is read with the rows)."""
+    if file.format != "parquet":
+        return []
+    import pyarrow.parquet as pq
+
+    names = set(pq.read_schema(file.path).names)
+    return [c for c in needed if c not in names]
+
+
+def split_pieces(files: list[InputFile], rows_per_piece: int) -> list[Piece]:
+    """Pieces of about `rows_per_piece` rows (whole row groups) in file and row order; a CSV file is one piece."""
+    pieces: list[Piece] = []
+    for index, file in enumerate(files):
+        if file.format == "csv":
+            pieces.append(Piece(index, (), 0, None))
+            continue
+        first, groups, rows, nbytes = 0, [], 0, 0
+        for g, size in enumerate(file.row_groups):
+            if groups and rows + size > rows_per_piece:
+                pieces.append(Piece(index, tuple(groups), first, rows, nbytes))
+                first, groups, rows, nbytes = first + rows, [], 0, 0
+            groups.append(g)
+            rows += size
+            nbytes += file.group_bytes[g]
+        if groups:
+            pieces.append(Piece(index, tuple(groups), first, rows, nbytes))
+    return pieces
