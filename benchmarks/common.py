@@ -28,10 +28,14 @@ def environment() -> dict[str, Any]:
         pass
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                    text=True, check=True).stdout.strip())
     except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
+        commit, dirty = "unknown", None
     return {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "versions": library_versions(), "git_commit": commit, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "platform": platform.platform(),
+            "versions": library_versions(), "git_commit": commit, "git_dirty": dirty,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
 def mean_std(values: list[float]) -> dict[str, float]:

@@ -27,21 +27,25 @@ DATASETS = ["adult", "movielens-100k"]
 OTHER_BACKBONES = ["mmoe", "ple", "stem", "shared_bottom", "single"]
 
 
-def pretrain(data: mtrec.datasets.Dataset, dataset: str, backbone: str, seed: int) -> tuple[mtrec.MultiTaskModel, dict]:
-    """Train a backbone on the old tasks with its recipe; return it with its test metrics and seconds."""
+def pretrain(data: mtrec.datasets.Dataset, dataset: str, backbone: str, seed: int,
+             epochs: int | None = None) -> tuple[mtrec.MultiTaskModel, dict]:
+    """Train a backbone on the old tasks with its recipe (epochs capped if given); return it, test metrics, seconds."""
     model = mtrec.build_model(backbone, schema=data.schema, tasks=data.tasks, dataset=dataset)
     start = time.perf_counter()
-    mtrec.train(model, data.train, valid=data.valid, seed=seed, progress=False)
+    mtrec.train(model, data.train, valid=data.valid, seed=seed, epochs=epochs, progress=False)
     seconds = time.perf_counter() - start
     return model, {"test": mtrec.evaluate(model, data.test), "seconds": seconds, "parameters": model.num_parameters()}
 
 
-def add_one(base: mtrec.MultiTaskModel, data: mtrec.datasets.Dataset, method: str, seed: int) -> dict[str, Any]:
-    """Add the dataset's new task to a copy of `base` with `method`; measure it on the test split."""
+def add_one(base: mtrec.MultiTaskModel, data: mtrec.datasets.Dataset, method: str, seed: int,
+            epochs: int | None = None) -> dict[str, Any]:
+    """Add the dataset's new task to a copy of `base` with `method` (epochs capped if given); measure it on test."""
     model = copy.deepcopy(base)
     old = base.predict(data.test).to_numpy()
     task = data.new_tasks[0]
-    result = mtrec.add_task(model, task, data.train, valid=data.valid, method=method, seed=seed, progress=False)
+    capped = {} if epochs is None else {"epochs": epochs}
+    result = mtrec.add_task(model, task, data.train, valid=data.valid, method=method, seed=seed, progress=False,
+                            **capped)
     test = mtrec.evaluate(model, data.test)
     after = model.predict(data.test)[base.tasks].to_numpy()
     return {"method": method, "seed": seed, "new_auc": test[task]["auc"],
@@ -112,6 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="other backbones run with prompt (none: give the flag alone)")
     parser.add_argument("--backbone-joint", action="store_true", help="also run joint on the other backbones")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for every run (0: keep)")
+    parser.add_argument("--epochs", type=int, help="cap pre-training and add_task epochs (default: the recipes')")
     parser.add_argument("--out", default="reports/bench")
     parser.add_argument("--name", default="new_task", help="result files: <out>/<name>.json and .md")
     args = parser.parse_args(argv)
@@ -126,11 +131,11 @@ def main(argv: list[str] | None = None) -> dict:
         data = mtrec.datasets.load(dataset)
         for backbone in dict.fromkeys(b for d, b, _ in plan if d == dataset):
             for seed in args.seeds:
-                base, info = pretrain(data, dataset, backbone, seed)
+                base, info = pretrain(data, dataset, backbone, seed, args.epochs)
                 pretrained.append({"dataset": dataset, "backbone": backbone, "seed": seed, **info})
                 for method in [m for d, b, m in plan if d == dataset and b == backbone]:
                     run = {"dataset": dataset, "backbone": backbone, "task": data.new_tasks[0],
-                           **add_one(base, data, method, seed)}
+                           **add_one(base, data, method, seed, args.epochs)}
                     runs.append(run)
                     bar.update()
                     tqdm.write(f"{dataset:>15} {backbone:>13} {method:>12} seed {seed}: new {run['new_auc']:.4f}, "
@@ -140,6 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
     summary, markdown = summarize(runs, pretrained, args.datasets)
     json_path, md_path = write_results(args.out, args.name, {"runs": runs, "pretrained": pretrained,
                                                               "summary": summary, "seeds": args.seeds,
+                                                              "epochs": args.epochs,
                                                               "threads": torch.get_num_threads()}, markdown)
     print(markdown)
     print(f"wrote {json_path} and {md_path}")

@@ -103,8 +103,10 @@ def _timed(step: Callable[[Any], None], batches: list, steps: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-def measure(batch_size: int, steps: int, rounds: int, data: Any) -> dict[str, Any]:
-    """Alternate baseline and each mtrec variant `rounds` times at one batch size; median examples/s each."""
+def measure(batch_size: int, steps: int, rounds: int, data: Any,
+            variants: list[str] | None = None) -> dict[str, Any]:
+    """Alternate baseline and each mtrec variant (default: all) `rounds` times at one batch size; median examples/s."""
+    chosen = {name: VARIANTS[name] for name in (variants or VARIANTS)}
     model = mtrec.build_model("mptrec", schema=data.schema, tasks=data.tasks, dataset="adult")
     vocabs = Vocabularies.fit(data.train, model.schema)
     model.build_network(vocabs, seed=0)
@@ -127,7 +129,7 @@ def measure(batch_size: int, steps: int, rounds: int, data: Any) -> dict[str, An
     fuse_embeddings(network, "adagrad", 0.05)
     skip = fused_parameter_ids(network)
     dense_opt = torch.optim.Adam([p for p in network.parameters() if p.requires_grad and id(p) not in skip], lr=1e-3)
-    mtrec_steps = {name: make_step(network, dense_opt, progress=lambda: 0.5, **opts) for name, opts in VARIANTS.items()}
+    mtrec_steps = {name: make_step(network, dense_opt, progress=lambda: 0.5, **opts) for name, opts in chosen.items()}
     warmup = {}
     for name, step in mtrec_steps.items():
         start = time.perf_counter()
@@ -135,14 +137,14 @@ def measure(batch_size: int, steps: int, rounds: int, data: Any) -> dict[str, An
             step(b)
         warmup[name] = time.perf_counter() - start
 
-    samples: dict[str, list[float]] = {"plain": [], **{name: [] for name in VARIANTS}}
+    samples: dict[str, list[float]] = {"plain": [], **{name: [] for name in chosen}}
     for _ in range(rounds):
         samples["plain"].append(_timed(plain_step, plain_inputs, steps))
         for name, step in mtrec_steps.items():
             samples[name].append(_timed(lambda b, s=step: s(b), batches, steps))
     medians = {k: float(np.median(v)) for k, v in samples.items()}
     return {"batch_size": batch_size, "examples_per_second": medians, "samples": samples, "warmup_seconds": warmup,
-            "ratio_to_plain": {k: medians[k] / medians["plain"] for k in VARIANTS}}
+            "ratio_to_plain": {k: medians[k] / medians["plain"] for k in chosen}}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -152,26 +154,29 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+                        help="mtrec variants to measure (default: all)")
     parser.add_argument("--out", default="reports/bench")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     data = mtrec.datasets.load("adult")
-    results = [measure(bs, args.steps, args.rounds, data) for bs in args.batch_sizes]
+    variants = args.variants
+    results = [measure(bs, args.steps, args.rounds, data, variants) for bs in args.batch_sizes]
     plain_256 = next((r["examples_per_second"]["plain"] for r in results if r["batch_size"] == 256), None)
     lines = ["# Training throughput: mtrec mptrec vs plain PyTorch (adult, examples/s, median of rounds)", "",
              f"{args.threads} threads, {args.steps} steps per measurement, {args.rounds} alternating rounds.", "",
-             "| batch | plain PyTorch | " + " | ".join(f"mtrec {v}" for v in VARIANTS) + " | " +
-             " | ".join(f"{v} / plain" for v in VARIANTS) + (" | best / plain@256 |" if plain_256 else " |"),
-             "|---|---|" + "---|" * (2 * len(VARIANTS) + (1 if plain_256 else 0))]
+             "| batch | plain PyTorch | " + " | ".join(f"mtrec {v}" for v in variants) + " | " +
+             " | ".join(f"{v} / plain" for v in variants) + (" | best / plain@256 |" if plain_256 else " |"),
+             "|---|---|" + "---|" * (2 * len(variants) + (1 if plain_256 else 0))]
     for r in results:
         eps = r["examples_per_second"]
-        best = max(eps[v] for v in VARIANTS)
-        lines.append(f"| {r['batch_size']} | {eps['plain']:,.0f} | " + " | ".join(f"{eps[v]:,.0f}" for v in VARIANTS) +
-                     " | " + " | ".join(f"{r['ratio_to_plain'][v]:.2f}x" for v in VARIANTS) +
+        best = max(eps[v] for v in variants)
+        lines.append(f"| {r['batch_size']} | {eps['plain']:,.0f} | " + " | ".join(f"{eps[v]:,.0f}" for v in variants) +
+                     " | " + " | ".join(f"{r['ratio_to_plain'][v]:.2f}x" for v in variants) +
                      (f" | {best / plain_256:.2f}x |" if plain_256 else " |"))
     markdown = "\n".join(lines) + "\n"
     write_results(args.out, "throughput", {"results": results, "threads": args.threads, "steps": args.steps,
-                                           "rounds": args.rounds}, markdown)
+                                           "rounds": args.rounds, "variants": variants}, markdown)
     print(markdown)
     return {"results": results}
 

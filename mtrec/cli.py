@@ -72,15 +72,36 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         Path(args.json).write_text(json.dumps(metrics, indent=2))
 
 
+def _scores_to_file(args: argparse.Namespace) -> bool:
+    """Whether `mtrec predict` scores in-process into one file: no --workers and a .parquet/.pq/.csv output."""
+    return args.workers is None and args.output.lower().endswith((".parquet", ".pq", ".csv"))
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
-    """Score a Parquet/CSV file and write per-task probabilities."""
+    """Score Parquet/CSV input: in-process into one file, or on Ray Data actors into an output directory."""
     import mtrec
+
+    if not _scores_to_file(args):
+        try:
+            mtrec.batch_predict(args.checkpoint, args.input, args.output, workers=args.workers or 1,
+                                batch_size=args.batch_size or 8192, precision=args.precision or "auto",
+                                id_column=args.id_column, on_bad_rows=args.on_bad_rows or "fail",
+                                address=args.address, overwrite=args.overwrite)
+        except mtrec.DataError:
+            raise
+        except (ValueError, FileExistsError) as exc:
+            raise SystemExit(f"error: {exc}") from None
+        return
+    if args.on_bad_rows == "skip":
+        raise SystemExit("error: --on-bad-rows skip writes rejected.parquet beside the scores: give an output "
+                         "directory (or --workers N)")
     from mtrec.data.io import read_frame
     from mtrec.quant.commands import with_precision
 
-    model = with_precision(mtrec.load(args.checkpoint), args.precision)
+    precision = None if args.precision in (None, "auto") else args.precision
+    model = with_precision(mtrec.load(args.checkpoint), precision)
     frame = read_frame(args.input)
-    out = model.predict(frame)
+    out = model.predict(frame, batch_size=args.batch_size or 8192)
     if args.id_column:
         out.insert(0, args.id_column, frame[args.id_column].to_numpy())
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -166,13 +187,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the metrics as JSON here")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="score a file with a checkpoint")
+    p = sub.add_parser("predict", help="score Parquet/CSV files with a checkpoint (in-process, or on Ray actors)")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--input", required=True)
-    p.add_argument("--output", required=True)
-    p.add_argument("--id-column")
-    p.add_argument("--precision", choices=["fp32", "fp16", "int8", "int4"],
-                   help="score an fp32 checkpoint in this precision (FBGEMM tables + dense; int4 = int4 tables)")
+    p.add_argument("--input", required=True, help="a Parquet/CSV file, a directory of them, or a glob")
+    p.add_argument("--output", required=True,
+                   help="a .parquet/.csv file (in-process), or a directory: batch scoring on Ray Data actors")
+    p.add_argument("--id-column", help="input column copied to the output (default: the file and row number)")
+    p.add_argument("--precision", choices=["auto", "fp32", "fp16", "int8", "int4"],
+                   help="auto (default): as saved; else score an fp32 checkpoint in this precision (FBGEMM tables "
+                        "+ dense; int4 = int4 tables)")
+    p.add_argument("--workers", type=int, help="predictor actors (batch scoring into an output directory)")
+    p.add_argument("--batch-size", type=int, help="rows per batch (default 8192)")
+    p.add_argument("--on-bad-rows", choices=["fail", "skip"],
+                   help="fail (default): stop at the first bad row; skip: write it to rejected.parquet")
+    p.add_argument("--address", help="Ray cluster to use (default: $RAY_ADDRESS, else an embedded local Ray)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory on success")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("add-task", help="add a task to a trained checkpoint (frozen backbone, prompt tuning)")
@@ -193,11 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="checkpoint directory to write (may be --checkpoint itself)")
     p.set_defaults(func=cmd_add_task)
 
+    from mtrec.bench_commands import add_parser as add_bench_parser
     from mtrec.quant.commands import add_parser as add_quantize_parser
     from mtrec.serve.commands import add_parser as add_serve_parser
 
     add_quantize_parser(sub)
     add_serve_parser(sub)
+    add_bench_parser(sub)
     return parser
 
 

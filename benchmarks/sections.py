@@ -1,0 +1,203 @@
+"""The report's sections, one function per benchmark: results dict in, document blocks (tables, text) out."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from benchmarks.document import Block, Bullets, Cell, Heading, Key, Para, Table
+
+MeanStd = dict[str, float]
+
+
+def ms(value: MeanStd, digits: int = 4, scale: float = 1.0) -> Cell:
+    """'mean ± std' ranked by its mean."""
+    return Cell(f"{value['mean'] * scale:.{digits}f} ± {value['std'] * scale:.{digits}f}", value["mean"] * scale)
+
+
+def num(value: float | None, fmt: str = ",.0f") -> Cell:
+    """A plain number ranked by itself ('–' when missing)."""
+    return Cell("–") if value is None else Cell(format(value, fmt), value)
+
+
+def _mean_std(values: list[float]) -> MeanStd:
+    n = len(values)
+    mean = sum(values) / n
+    return {"mean": mean, "std": (sum((v - mean) ** 2 for v in values) / n) ** 0.5, "n": n}
+
+
+def multitask_tasks(models: dict[str, Any]) -> list[str]:
+    """The task names of a multitask summary (its per-model keys other than parameters and seconds)."""
+    return [k for k in next(iter(models.values())) if k not in ("parameters", "seconds")]
+
+
+def multitask_table(models: dict[str, Any]) -> Table:
+    """Models x (per-task test AUC, parameters, train seconds), mean ± std over seeds."""
+    tasks = multitask_tasks(models)
+    rows = [[m, *[ms(v[t]) for t in tasks], num(v["parameters"]), ms(v["seconds"], 1)] for m, v in models.items()]
+    return Table(["model", *[f"{t} AUC" for t in tasks], "parameters", "train s"], rows,
+                 [None, *["high"] * len(tasks), "low", "low"])
+
+
+def multitask(res: dict[str, Any]) -> list[Block]:
+    """Per-dataset model comparison and what it says about MPT-Rec."""
+    blocks: list[Block] = []
+    if res.get("epochs") is not None:
+        blocks.append(Para(f"Every model trained for at most {res['epochs']} epoch(s) (the profile's cap) with its "
+                           "recipe's batch size, so models whose recipes use large batches (MPT-Rec: 2048) took far "
+                           "fewer optimizer steps than the rest; compare models on a full run."))
+    for dataset, models in res["summary"].items():
+        tasks = multitask_tasks(models)
+        blocks += [Heading(dataset, 3), multitask_table(models)]
+        if "mptrec" in models and len(models) > 1:
+            notes = []
+            for t in tasks:
+                best, model = max((v[t]["mean"], m) for m, v in models.items() if m != "mptrec")
+                notes.append(f"{t} {models['mptrec'][t]['mean'] - best:+.4f} vs {model}")
+            blocks.append(Key(f"{dataset}: MPT-Rec against the best other model per task: {'; '.join(notes)} "
+                              f"(a gap smaller than the stds is within seed noise)."))
+    return blocks
+
+
+def new_task(res: dict[str, Any]) -> list[Block]:
+    """Per-dataset method comparison: new-task AUC, old tasks after, trainable share, time, against joint."""
+    blocks: list[Block] = []
+    for dataset, entries in res["summary"].items():
+        methods = {k: v for k, v in entries.items() if "/" in k}
+        if not methods:
+            continue
+        old = list(next(iter(methods.values()))["old_auc"])
+        rows = []
+        for key, e in methods.items():
+            rows.append([key, ms(e["new_auc"]), *[ms(e["old_auc"][t]) for t in old],
+                         "yes" if e["old_identical"] else "no", ms(e["trainable_share"], 1, 100.0),
+                         ms(e["seconds"], 1),
+                         ms(e["auc_minus_joint"]) if "auc_minus_joint" in e else Cell("–"),
+                         ms(e["joint_time_ratio"], 1) if "joint_time_ratio" in e else Cell("–")])
+        blocks += [Heading(dataset, 3),
+                   Table(["backbone/method", "new-task AUC", *[f"{t} AUC after" for t in old], "old identical",
+                          "trainable %", "seconds", "Δ AUC vs joint", "joint s / s"], rows,
+                         [None, "high", *["high"] * len(old), None, "low", "low", "high", "high"])]
+        prompt = methods.get("mptrec/prompt")
+        if prompt and "auc_minus_joint" in prompt:
+            blocks.append(Key(
+                f"{dataset}: prompt tuning on the frozen MPT-Rec backbone trains "
+                f"{100 * prompt['trainable_share']['mean']:.1f}% of the parameters, reaches a new-task AUC "
+                f"{prompt['auc_minus_joint']['mean']:+.4f} from full joint "
+                f"retraining in 1/{prompt['joint_time_ratio']['mean']:.1f} of its wall time, and the old tasks' "
+                f"predictions were {'bit-identical' if prompt['old_identical'] else 'NOT identical'} afterwards."))
+    return blocks
+
+
+def throughput(res: dict[str, Any]) -> list[Block]:
+    """Implementations x batch sizes: training examples/s (mean ± std over rounds) and the ratio to plain PyTorch."""
+    runs = res["results"]
+    names = list(runs[0]["examples_per_second"])
+    header = ["implementation", *[f"batch {r['batch_size']} ex/s" for r in runs],
+              *[f"batch {r['batch_size']} x plain" for r in runs]]
+    rows = []
+    for name in names:
+        speeds = [ms(_mean_std(r["samples"][name]), 0) for r in runs]
+        ratios = [num(r["examples_per_second"][name] / r["examples_per_second"]["plain"], ".2f") for r in runs]
+        rows.append([name if name == "plain" else f"mtrec {name}", *speeds, *ratios])
+    best = max((r["examples_per_second"][n] / r["examples_per_second"]["plain"], n, r["batch_size"])
+               for r in runs for n in names if n != "plain")
+    return [Table(header, rows, [None, *["high"] * (2 * len(runs))]),
+            Key(f"Training throughput, {res['threads']} thread(s), {res['steps']} timed steps x {res['rounds']} "
+                f"alternating rounds; the ratio uses medians. Best: mtrec {best[1]} at batch {best[2]}, "
+                f"{best[0]:.2f}x the plain-PyTorch MPT-Rec at the same batch.")]
+
+
+def inference(res: dict[str, Any]) -> list[Block]:
+    """Precisions x (bytes, AUC per task, model and end-to-end examples/s per batch size)."""
+    configs = res["configs"]
+    tasks = list(configs["fp32 eager"]["auc"])
+    sizes = [f"b{b}" for b in res["batch_sizes"]]
+    rows = []
+    for name, c in configs.items():
+        rows.append([name, num(100 * c["bytes_ratio"], ".1f"), *[num(c["auc"][t], ".4f") for t in tasks],
+                     *[num(c["speed"][s]["model_eps"]) for s in sizes],
+                     *[num(c["speed"][s]["end_to_end_eps"]) for s in sizes]])
+    blocks: list[Block] = [
+        Table(["precision", "bytes % of fp32", *[f"{t} AUC" for t in tasks],
+               *[f"{s} model ex/s" for s in sizes], *[f"{s} end-to-end ex/s" for s in sizes]], rows,
+              [None, "low", *["high"] * len(tasks), *["high"] * (2 * len(sizes))])]
+    int8 = configs.get("int8")
+    if int8:
+        big = sizes[-1]
+        speed = int8["speed"][big]["model_eps"] / configs["fp32 eager"]["speed"][big]["model_eps"]
+        changes = ", ".join(f"{t} {-int8['auc_drop'][t]:+.4f}" for t in tasks)
+        blocks.append(Key(
+            f"INT8 everywhere keeps {100 * int8['bytes_ratio']:.1f}% of the fp32 bytes, runs the network at "
+            f"{speed:.2f}x fp32 eager at batch {big[1:]} ({res['threads']} thread(s), per-thread CPU time) and "
+            f"changes test AUC by {changes}."))
+    blocks.append(Bullets([f"{check}: {'yes' if ok else 'NO'}" for check, ok in res["checks"].items()]))
+    return blocks
+
+
+def scaling(res: dict[str, Any]) -> list[Block]:
+    """(workers, sharding) x examples/s, step time and per-worker memory."""
+    cfg = res["config"]
+    rows = [[f"{r['workers']} x {r['sharding'] if r['workers'] > 1 else 'local'}", num(r["examples_per_second"]),
+             num(r["step_ms"]), num(max(r["peak_rss_mib"])), num(max(r["table_mib"]))] for r in res["results"]]
+    one = next((r for r in res["results"] if r["workers"] == 1), None)
+    blocks: list[Block] = [
+        Para(f"{cfg['tables']} tables x {cfg['rows']:,} rows x {cfg['dim']}, global batch {cfg['batch_size']}, "
+             f"{cfg['steps']} timed steps, {cfg['threads']} thread(s) per worker, gloo on CPU."),
+        Table(["workers x sharding", "examples/s", "step ms", "peak RSS per worker MiB", "tables per worker MiB"],
+              rows, [None, "high", "low", "low", "low"])]
+    if one:
+        speedups = [f"{r['sharding']} {r['examples_per_second'] / one['examples_per_second']:.2f}x"
+                    for r in res["results"] if r["workers"] > 1]
+        blocks.append(Key("Distributed training, 2 workers vs 1: " + ", ".join(speedups) + ". Model-parallel "
+                          "types split the table bytes per worker; on a 2-core machine shared with other jobs the "
+                          "speedup is bounded by the cores, not by the sharding."))
+    return blocks
+
+
+def serve_load(res: dict[str, Any]) -> list[Block]:
+    """The load test's one row: rates, latency percentiles, errors."""
+    row = [num(res["requests_per_second"], ",.1f"), num(res["rows_per_second"], ",.1f"), num(res["p50_ms"], ".1f"),
+           num(res["p95_ms"], ".1f"), num(res["p99_ms"], ".1f"), num(res["requests"]), num(res["errors"])]
+    return [Table(["requests/s", "rows/s", "p50 ms", "p95 ms", "p99 ms", "requests", "errors"], [row]),
+            Key(f"Serving: {res['requests_per_second']:,.1f} requests/s at p99 {res['p99_ms']:.1f} ms with "
+                f"{res['errors']} errors; {res['clients']} concurrent clients on loopback, "
+                f"{res['rows_per_request']} row(s) per request, {res['replicas']} replica(s), "
+                f"{res['duration_s']:.0f} s; errors are non-200 answers or failed connections.")]
+
+
+def _run_peak_mib(run: dict[str, Any]) -> float | None:
+    """The whole-run peak memory of a batch-scoring run (the script reports it as RSS or PSS), if present."""
+    return next((v for k, v in run.items() if k.startswith("run_peak_") and k.endswith("_mib")), None)
+
+
+def batch_predict(res: dict[str, Any]) -> list[Block]:
+    """Per input size: (workers, precision) x rows/s, ratio to 1 worker fp32, peak memory, output checks."""
+    blocks: list[Block] = []
+    for size in res["sizes"]:
+        rows = [[f"{r['workers_requested']} x {r['precision']}", num(r["rows_per_s"]),
+                 num(r.get("scoring_rows_per_s")), num(r["speedup"], ".2f"), num(r["seconds"], ".1f"),
+                 num(_run_peak_mib(r)),
+                 "yes" if r["check"]["rows_match"] else "NO", Cell(f"{r['check']['max_abs_diff']:.1e}")]
+                for r in size["runs"]]
+        blocks += [Heading(f"{size['rows']:,} rows", 3),
+                   Table(["workers x precision", "rows/s (whole run)", "scoring rows/s", "x 1 worker fp32",
+                          "seconds", "whole-run peak MiB", "all rows scored", "max diff vs in-process"], rows,
+                         [None, "high", "high", "high", "low", "low", None, None])]
+        best = max(size["runs"], key=lambda r: r["rows_per_s"])
+        blocks.append(Key(f"Batch scoring {size['rows']:,} synthetic rows: best {best['rows_per_s']:,.0f} rows/s with "
+                          f"{best['workers_requested']} worker(s) at {best['precision']} "
+                          f"({best['speedup']:.2f}x one fp32 worker, as the script reports it)."))
+    return blocks
+
+
+def generic(res: dict[str, Any]) -> list[Block]:
+    """Any other benchmark: its top-level numbers and strings as a two-column table."""
+    rows = [[key, num(v, ",.4g") if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)]
+            for key, v in res.items() if isinstance(v, (int, float, str, bool))]
+    return [Table(["quantity", "value"], rows, [None, None])] if rows else [Para("No scalar results.")]
+
+
+SECTIONS: dict[str, Callable[[dict[str, Any]], list[Block]]] = {
+    "multitask": multitask, "new_task": new_task, "throughput": throughput, "inference": inference,
+    "scaling": scaling, "serve_load": serve_load, "batch_predict": batch_predict,
+}
