@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -99,7 +100,16 @@ def resolve_config(model: MultiTaskModel, **overrides: Any) -> TrainConfig:
         raise TypeError(f"train(): unknown option(s) {', '.join(sorted(unknown))}")
     cfg = dataclasses.replace(model.recipe.train, **given)
     cfg.validate()
+    if cfg.autocast_bf16 and not cpu_has_bf16():
+        warnings.warn("train.autocast_bf16: this CPU has no native bf16 (no AVX512-BF16/AMX), where emulated bf16 "
+                      "is several times slower than fp32; training in fp32", stacklevel=2)
+        cfg = dataclasses.replace(cfg, autocast_bf16=False)
     return cfg
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU runs bf16 natively (oneDNN's check); without it bf16 autocast only costs time."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def train(model: MultiTaskModel, train_df: pd.DataFrame | str, valid: pd.DataFrame | str | None = None,
