@@ -9,8 +9,7 @@ import pandas as pd
 
 from mtrec.data.io import read_frame
 from mtrec.data.schema import Schema
-from mtrec.data.vocab import Vocabularies
-from mtrec.model import MultiTaskModel
+from mtrec.model import MultiTaskModel, model_from_manifest
 from mtrec.train.checkpoint import CheckpointError, read_manifest, read_tensors, write_checkpoint
 from mtrec.train.config import Recipe, load_recipe
 from mtrec.train.loop import TrainResult, evaluate_encoded
@@ -88,21 +87,7 @@ def load(path: str | Path) -> MultiTaskModel | QuantizedModel:
         return load_sharded(path)
     if manifest.get("kind") != "multitask":
         raise CheckpointError(f"checkpoint {path} holds a {manifest.get('kind')!r} model, not a multitask model")
-    try:
-        recipe = Recipe.from_dict(manifest["recipe"])
-        schema = Schema.from_dict(manifest["schema"])
-        vocabs = Vocabularies.from_dict(manifest["vocabularies"])
-        tasks = manifest["tasks"]
-        name = manifest["name"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {path}: manifest is incomplete or invalid ({exc})") from exc
-    base_tasks = [t for t in tasks if t not in {e["task"] for e in manifest.get("extensions", [])}]
-    model = MultiTaskModel(name, schema, base_tasks, recipe)
-    model.build_network(vocabs)
-    for extension in manifest.get("extensions", []):
-        from mtrec.tasks import restore_extension
-
-        restore_extension(model, extension)
+    model = model_from_manifest(manifest, where=f"checkpoint {path}")
     state = read_tensors(path, manifest)
     try:
         model.require_network().load_state_dict(state["network"])

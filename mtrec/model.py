@@ -107,3 +107,26 @@ class MultiTaskModel:
         size = f", {self.num_parameters():,} params" if self.is_built else ", not trained"
         return f"MultiTaskModel({self.name!r}, tasks={self.tasks}{size})"
 
+
+def model_from_manifest(manifest: dict[str, Any], where: str = "manifest", seed: int = 0) -> MultiTaskModel:
+    """A MultiTaskModel with its network built (seeded init, added tasks restored) from a checkpoint manifest;
+    every checkpoint kind (fp32, sharded, quantized) rebuilds its architecture through this one function."""
+    from mtrec.train.checkpoint import CheckpointError
+
+    try:
+        recipe = Recipe.from_dict(manifest["recipe"])
+        schema = Schema.from_dict(manifest["schema"])
+        vocabs = Vocabularies.from_dict(manifest["vocabularies"])
+        tasks, name = manifest["tasks"], manifest["name"]
+        extensions = manifest.get("extensions", [])
+        added = {e["task"] for e in extensions}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{where}: manifest is incomplete or invalid ({exc})") from exc
+    model = MultiTaskModel(name, schema, [t for t in tasks if t not in added], recipe)
+    model.build_network(vocabs, seed=seed)
+    if extensions:
+        from mtrec.tasks import restore_extension
+
+        for extension in extensions:
+            restore_extension(model, extension)
+    return model

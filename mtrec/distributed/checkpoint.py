@@ -20,12 +20,10 @@ from torch import nn
 from torchrec.distributed import DistributedModelParallel
 from torchrec.optim.keyed import CombinedOptimizer
 
-from mtrec.data.schema import Schema
 from mtrec.data.vocab import Vocabularies
 from mtrec.distributed.wrap import NETWORK_PREFIX, unwrap_key
-from mtrec.model import MultiTaskModel
+from mtrec.model import MultiTaskModel, model_from_manifest
 from mtrec.train.checkpoint import FORMAT, FORMAT_VERSION, MANIFEST, CheckpointError, library_versions, read_manifest
-from mtrec.train.config import Recipe
 
 SHARDED_KIND = "multitask-sharded"
 TRAIN_STATE = "train_state.json"
@@ -149,26 +147,6 @@ def load_network_weights(path: str | Path, network: nn.Module) -> None:
         raise CheckpointError(f"sharded checkpoint {path}: weights do not match the network "
                               f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
     network.load_state_dict(state["network"])
-
-
-def model_from_manifest(manifest: dict[str, Any], where: str = "manifest", seed: int = 0) -> MultiTaskModel:
-    """A MultiTaskModel with its network built (seeded init, task extensions restored) from a model manifest."""
-    try:
-        recipe = Recipe.from_dict(manifest["recipe"])
-        schema = Schema.from_dict(manifest["schema"])
-        vocabs = Vocabularies.from_dict(manifest["vocabularies"])
-        tasks, name = manifest["tasks"], manifest["name"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{where}: manifest is incomplete or invalid ({exc})") from exc
-    extensions = manifest.get("extensions", [])
-    extension_tasks = {e["task"] for e in extensions}
-    model = MultiTaskModel(name, schema, [t for t in tasks if t not in extension_tasks], recipe)
-    model.build_network(vocabs, seed=seed)
-    for extension in extensions:
-        from mtrec.tasks import restore_extension
-
-        restore_extension(model, extension)
-    return model
 
 
 def load_model(path: str | Path) -> MultiTaskModel:

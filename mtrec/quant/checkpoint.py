@@ -11,20 +11,16 @@ structure and then the saved tensors.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 from torchrec.quant.embedding_modules import EmbeddingBagCollection as QuantEmbeddingBagCollection
 
-from mtrec.data.schema import Schema
-from mtrec.data.vocab import Vocabularies
-from mtrec.model import MultiTaskModel
+from mtrec.model import model_from_manifest
 from mtrec.quant.quantized import QuantizedModel
 from mtrec.quant.tables import table_precisions, table_state, tables_from_state
 from mtrec.quant.units import convert
 from mtrec.train.checkpoint import CheckpointError, read_manifest, read_tensors, write_checkpoint
-from mtrec.train.config import Recipe
 
 KIND = "quantized"
 
@@ -53,28 +49,13 @@ def save_quantized(model: QuantizedModel, path: str | Path) -> Path:
     return write_checkpoint(path, manifest, tensors)
 
 
-def _skeleton(manifest: dict[str, Any]) -> MultiTaskModel:
-    """The fp32 architecture the manifest describes (weights are placeholders)."""
-    recipe = Recipe.from_dict(manifest["recipe"])
-    schema = Schema.from_dict(manifest["schema"])
-    vocabs = Vocabularies.from_dict(manifest["vocabularies"])
-    added = {e["task"] for e in manifest.get("extensions", [])}
-    model = MultiTaskModel(manifest["name"], schema, [t for t in manifest["tasks"] if t not in added], recipe)
-    model.build_network(vocabs)
-    for extension in manifest.get("extensions", []):
-        from mtrec.tasks import restore_extension
-
-        restore_extension(model, extension)
-    return model
-
-
 def load_quantized(path: str | Path) -> QuantizedModel:
     """Rebuild a QuantizedModel from a quantized checkpoint directory (tensors load with weights_only=True)."""
     manifest = read_manifest(path)
     if manifest.get("kind") != KIND:
         raise CheckpointError(f"checkpoint {path} holds a {manifest.get('kind')!r} model, not a quantized model")
     try:
-        model = _skeleton(manifest)
+        model = model_from_manifest(manifest, where=f"checkpoint {path}")
         plan = dict(manifest["plan"])
         network = convert(model.require_network(), plan)
     except (KeyError, TypeError, ValueError) as exc:
