@@ -63,7 +63,7 @@ def global_epoch_batches(frame: EncodedFrame, batch_size: int, world_size: int, 
                          start: int, stop: int) -> Iterator[Batch]:
     """This worker's slices of global batches `start`..`stop`-1 in the single-process loop's epoch order."""
     local = local_batch_size(batch_size, world_size)
-    order = np.random.default_rng(seed + epoch).permutation(len(frame))[start * batch_size: stop * batch_size]
+    order = epoch_order(len(frame), seed, epoch, 0, 1)[start * batch_size: stop * batch_size]
     mine = order.reshape(stop - start, batch_size)[:, rank * local:(rank + 1) * local].reshape(-1)
     yield from frame.select(mine).batches(local)
 

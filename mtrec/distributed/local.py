@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from mtrec.distributed.config import DistributedConfig
 from mtrec.distributed.data import shard_frame
-from mtrec.distributed.env import destroy_process_group, init_local_process_group, pick_device
+from mtrec.distributed.env import backend_for, destroy_process_group, init_local_process_group, pick_device
 from mtrec.distributed.job import DistributedTrainResult, PreparedJob, finish, prepare
 from mtrec.distributed.loop import WorkerSpec, run_worker
 from mtrec.distributed.sinks import DirectorySink
@@ -52,7 +52,7 @@ def _entry(rank: int, spec: WorkerSpec, world_size: int, store: str, progress: b
     torch.set_num_threads(max(1, spec.dist.threads_per_worker))
     run_dir = Path(spec.run_dir)
     device = pick_device(rank, spec.dist.use_gpu if spec.dist.use_gpu is not None else False)
-    init_local_process_group(store, rank, world_size, backend="nccl" if device.type == "cuda" else "gloo")
+    init_local_process_group(store, rank, world_size, backend=backend_for(device))
     try:
         train = pd.read_parquet(_shard_path(run_dir, "train", rank))
         valid_path = _shard_path(run_dir, "valid", rank)

@@ -214,9 +214,13 @@ class _Worker:
             tqdm.write(f"resumed from {path.name}: step {self.state.step}, epoch {self.state.epoch}, "
                        f"batch {self.state.batch}")
 
+    def checkpoint_name(self) -> str:
+        """The name the checkpoint of the current step gets (recorded in the state before it is written)."""
+        return f"step_{self.state.step:08d}"
+
     def checkpoint(self, metrics: dict[str, Any]) -> str:
         """Collective: save a sharded checkpoint named after the step and report `metrics` with it."""
-        name = f"step_{self.state.step:08d}"
+        name = self.checkpoint_name()
         manifest = self.spec.manifest
         state = self.state.to_dict()
 
@@ -312,7 +316,7 @@ class _Worker:
                        f"{self.world_size} workers)")
         done = stopped_early or st.epoch >= cfg.epochs or (self.valid is not None and st.stale >= cfg.patience)
         st.finished = done
-        name = f"step_{st.step:08d}"
+        name = self.checkpoint_name()
         if improved:
             st.best_checkpoint = name
         finished_epoch = st.epoch

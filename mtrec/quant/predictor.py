@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from mtrec.data.batches import Batch, EncodedFrame, encode_frame
 from mtrec.data.io import read_frame
@@ -23,14 +22,6 @@ from mtrec.data.schema import Schema
 from mtrec.data.vocab import Vocabularies
 from mtrec.errors import DataError
 from mtrec.quant.features import FastEncoder
-
-
-def _contiguous(kjt: KeyedJaggedTensor) -> KeyedJaggedTensor:
-    """The KJT with contiguous values (FBGEMM kernels read raw memory; a 1-row slice can be strided)."""
-    if kjt.values().is_contiguous():
-        return kjt
-    return KeyedJaggedTensor(keys=kjt.keys(), values=kjt.values().contiguous(), lengths=kjt.lengths(),
-                             stride=kjt.stride(), length_per_key=kjt.length_per_key())
 
 
 class Predictor:
@@ -54,9 +45,9 @@ class Predictor:
         return self.encoder.encode(frame)
 
     def batches(self, encoded: EncodedFrame, batch_size: int | None = None) -> Iterator[Batch]:
-        """Consecutive batches of an encoded frame, ready for the network."""
+        """Consecutive batches of an encoded frame, ready for the network (features only, no labels)."""
         for batch in encoded.batches(batch_size or self.batch_size):
-            yield Batch(_contiguous(batch.sparse), batch.dense)
+            yield Batch(batch.sparse, batch.dense)
 
     def logits(self, batch: Batch) -> torch.Tensor:
         """[B, T] logits of one batch (call under torch.inference_mode)."""
