@@ -25,6 +25,7 @@ from benchmarks.common import write_results
 from mtrec.data.vocab import Vocabularies
 from mtrec.train.fused import fuse_embeddings, fused_parameter_ids
 from mtrec.train.loop import make_step
+from mtrec.train.optim import dense_adam
 
 
 class _GradReverse(torch.autograd.Function):
@@ -128,7 +129,7 @@ def measure(batch_size: int, steps: int, rounds: int, data: Any,
     network = model.require_network()
     fuse_embeddings(network, "adagrad", 0.05)
     skip = fused_parameter_ids(network)
-    dense_opt = torch.optim.Adam([p for p in network.parameters() if p.requires_grad and id(p) not in skip], lr=1e-3)
+    dense_opt = dense_adam([p for p in network.parameters() if p.requires_grad and id(p) not in skip], lr=1e-3)
     mtrec_steps = {name: make_step(network, dense_opt, progress=lambda: 0.5, **opts) for name, opts in chosen.items()}
     warmup = {}
     for name, step in mtrec_steps.items():

@@ -24,6 +24,7 @@ from torchrec.optim.optimizers import in_backward_optimizer_filter
 from mtrec.data.batches import Batch
 from mtrec.distributed.sharders import EBCSharder
 from mtrec.train.fused import OPTIMIZERS
+from mtrec.train.optim import dense_adam
 
 NETWORK_PREFIX = "network."
 
@@ -96,7 +97,7 @@ def shard(network: nn.Module, plan: ShardingPlan, device: torch.device, embeddin
     return model
 
 
-DENSE_OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
+DENSE_OPTIMIZERS = {"adam": dense_adam, "sgd": torch.optim.SGD}
 FBGEMM_EPS = 1e-8
 
 

@@ -21,6 +21,7 @@ from mtrec.tasks.cache import RepresentationCache, representations
 from mtrec.tasks.freezing import GradientMasks
 from mtrec.tasks.heads import TaskHead
 from mtrec.train.metrics import task_metrics
+from mtrec.train.optim import dense_adam
 
 
 @dataclass
@@ -131,7 +132,7 @@ def head_probabilities(head: TaskHead, cache: RepresentationCache, batch_size: i
 def fit_head(head: TaskHead, train: RepresentationCache, valid: RepresentationCache | None, cfg: FitConfig,
              progress: bool = False) -> FitResult:
     """Train only `head` on cached frozen representations (each step costs the head alone)."""
-    optimizer = torch.optim.Adam(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    optimizer = dense_adam(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, len(train) // cfg.batch_size)
 
     def step(batch: tuple[dict[str, torch.Tensor], torch.Tensor]) -> torch.Tensor:
@@ -170,7 +171,7 @@ def backbone_optimizers(network: nn.Module, params: list[nn.Parameter], head: Ta
     tables = {id(m.weight) for m in network.modules() if isinstance(m, nn.EmbeddingBag | nn.Embedding)}
     sparse = [p for p in params if id(p) in tables]
     dense = [p for p in params if id(p) not in tables] + list(head.parameters())
-    optimizers: list[torch.optim.Optimizer] = [torch.optim.Adam(dense, lr=cfg.lr, weight_decay=cfg.weight_decay)]
+    optimizers: list[torch.optim.Optimizer] = [dense_adam(dense, lr=cfg.lr, weight_decay=cfg.weight_decay)]
     if sparse:
         optimizers.append(torch.optim.Adagrad(sparse, lr=cfg.embedding_lr))
     return optimizers

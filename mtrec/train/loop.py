@@ -22,6 +22,7 @@ from mtrec.model import MultiTaskModel
 from mtrec.train.config import TrainConfig
 from mtrec.train.fused import fuse_embeddings, fused_parameter_ids, unfuse_embeddings
 from mtrec.train.metrics import mean_auc, task_metrics
+from mtrec.train.optim import dense_adam
 
 
 @dataclass
@@ -136,7 +137,7 @@ def fit_encoded(model: MultiTaskModel, encoded: EncodedFrame, encoded_valid: Enc
     fuse_embeddings(network, cfg.embedding_optimizer, cfg.embedding_lr)
     skip = fused_parameter_ids(network)
     dense_params = [p for p in network.parameters() if p.requires_grad and id(p) not in skip]
-    optimizer = torch.optim.Adam(dense_params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = dense_adam(dense_params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     step = make_step(network, optimizer, progress=lambda: min(1.0, result.steps / total_steps),
                      autocast_bf16=cfg.autocast_bf16, compile=cfg.compile)
     steps_per_epoch = max(1, len(encoded) // cfg.batch_size)

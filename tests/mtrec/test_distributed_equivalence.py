@@ -19,6 +19,7 @@ import torch.multiprocessing as mp
 import mtrec
 from mtrec.data.vocab import Vocabularies
 from mtrec.train.config import load_recipe
+from mtrec.train.optim import dense_adam
 
 pytestmark = pytest.mark.filterwarnings("ignore:torch.distributed is disabled")
 
@@ -102,7 +103,7 @@ def _single_step(data: mtrec.datasets.Dataset, optimizer: str, autocast: bool) -
     fuse_embeddings(network, optimizer, 0.1)
     skip = fused_parameter_ids(network)
     dense = [p for p in network.parameters() if p.requires_grad and id(p) not in skip]
-    opt = torch.optim.SGD(dense, lr=3e-3) if optimizer == "sgd" else torch.optim.Adam(dense, lr=3e-3)
+    opt = torch.optim.SGD(dense, lr=3e-3) if optimizer == "sgd" else dense_adam(dense, lr=3e-3)
     step = make_step(network, opt, progress=lambda: 0.0, autocast_bf16=autocast)
     network.train()
     step(model.encode(data.train.iloc[:GLOBAL_BATCH]).take(np.arange(GLOBAL_BATCH)))
