@@ -1,22 +1,24 @@
-"""mtrec: multi-task recommendation with prompt tuning for new tasks, on TorchRec, FBGEMM and Ray."""
+"""mtrec: multi-task recommendation with prompt tuning for new tasks, on TorchRec, FBGEMM and Ray.
+
+The public names below load on first use (`mtrec.train`, `from mtrec import add_task`), so importing one small
+submodule does not pull in torch, TorchRec and FBGEMM.
+"""
 
 from mtrec.errors import DataError
-from mtrec.data.schema import Schema
-from mtrec.data import datasets
-from mtrec.model import MultiTaskModel, NotTrainedError
-from mtrec.train.checkpoint import CheckpointError
-from mtrec.train.loop import TrainResult
-from mtrec.api import build_model, evaluate, load, save, train
-from mtrec.tasks import AddTaskResult, add_task
-from mtrec.quant import Predictor, QuantizedModel, quantize
-from mtrec.batch import BatchResult, batch_predict
+from mtrec.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "DataError", "Schema", "datasets", "MultiTaskModel", "NotTrainedError", "CheckpointError", "TrainResult",
-    "build_model", "train", "evaluate", "save", "load",
-    "add_task", "AddTaskResult",
-    "quantize", "QuantizedModel", "Predictor",
-    "batch_predict", "BatchResult",
-]
+_EXPORTS = {
+    "Schema": "mtrec.data.schema", "datasets": "mtrec.data.datasets:",
+    "MultiTaskModel": "mtrec.model", "NotTrainedError": "mtrec.model",
+    "CheckpointError": "mtrec.train.checkpoint", "TrainResult": "mtrec.train.loop",
+    "build_model": "mtrec.api", "train": "mtrec.api", "evaluate": "mtrec.api", "save": "mtrec.api",
+    "load": "mtrec.api",
+    "add_task": "mtrec.tasks", "AddTaskResult": "mtrec.tasks",
+    "quantize": "mtrec.quant", "QuantizedModel": "mtrec.quant", "Predictor": "mtrec.quant",
+    "batch_predict": "mtrec.batch.driver", "BatchResult": "mtrec.batch.driver",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = ["DataError", *_EXPORTS]

@@ -1,5 +1,9 @@
-"""Offline batch scoring on Ray Data: input planning, a streaming datasource, predictor actors, the writer."""
+"""Offline batch scoring on Ray Data: input planning, a streaming datasource, predictor actors, the writer
+(`batch_predict` loads on first use, so the datasource's read tasks import only what reading needs)."""
 
-from mtrec.batch.driver import BatchResult, batch_predict
+from mtrec.lazy import lazy_exports
 
-__all__ = ["BatchResult", "batch_predict"]
+_EXPORTS = {"BatchResult": "mtrec.batch.driver", "batch_predict": "mtrec.batch.driver"}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = list(_EXPORTS)

@@ -161,7 +161,8 @@ def batch_predict(checkpoint: str | Path, inputs: str | Path, output: str | Path
         from mtrec.batch.source import PiecesDatasource
         from mtrec.distributed.ray_train import ray_session
 
-        with ray_session(address, num_cpus=max(os.cpu_count() or 1, workers + 1)), _data_context(buffer_bytes):
+        with ray_session(address, num_cpus=max(os.cpu_count() or 1, workers + 1), dashboard=False), \
+                _data_context(buffer_bytes):
             started, start_rss = time.perf_counter(), peak_rss_bytes()
             ds = ray.data.read_datasource(PiecesDatasource(files, pieces, needed, batch_size),
                                           override_num_blocks=max(1, len(pieces)), num_cpus=0.5)

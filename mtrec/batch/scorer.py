@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import torch
 
 from mtrec.batch.plan import FILE, ROW
 from mtrec.errors import DataError
@@ -59,6 +58,8 @@ class BatchScorer:
 
     def __init__(self, checkpoint: str, precision: str | None, tasks: list[str], id_column: str | None,
                  on_bad_rows: str, paths: list[str], threads: int = 1) -> None:
+        import torch  # here, not at module level: the driver imports this module and does not need torch
+
         from mtrec.quant import QuantizedModel
         from mtrec.quant.features import FastEncoder
 

@@ -1,12 +1,14 @@
-"""mtrec data layer: schema, vocabularies, validation, DataFrame -> KJT batches, built-in datasets."""
+"""mtrec data layer: schema, vocabularies, validation, DataFrame -> KJT batches, built-in datasets (loaded on
+first use, so `mtrec.data.io` alone stays light)."""
 
-from mtrec.data import datasets
-from mtrec.data.batches import Batch, EncodedFrame, encode_frame
-from mtrec.data.io import read_frame
-from mtrec.data.schema import Schema
-from mtrec.data.validation import validate_frame
-from mtrec.data.vocab import OOV_ID, Vocabularies
 from mtrec.errors import DataError
+from mtrec.lazy import lazy_exports
 
-__all__ = ["Batch", "DataError", "EncodedFrame", "OOV_ID", "Schema", "Vocabularies", "datasets", "encode_frame",
-           "read_frame", "validate_frame"]
+_EXPORTS = {
+    "datasets": "mtrec.data.datasets:", "Batch": "mtrec.data.batches", "EncodedFrame": "mtrec.data.batches",
+    "encode_frame": "mtrec.data.batches", "read_frame": "mtrec.data.io", "Schema": "mtrec.data.schema",
+    "validate_frame": "mtrec.data.validation", "OOV_ID": "mtrec.data.vocab", "Vocabularies": "mtrec.data.vocab",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = ["DataError", *_EXPORTS]

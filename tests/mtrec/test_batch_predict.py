@@ -176,3 +176,13 @@ def test_killed_job_leaves_no_complete_looking_output(checkpoint, adult, tmp_pat
     assert not out.exists()
     leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(".out.incomplete-")]
     assert len(leftovers) == 1 and not (leftovers[0] / "summary.json").exists()
+
+
+def test_read_tasks_and_scorer_module_do_not_load_torch():
+    """Ray Data read tasks import the datasource, the driver the scorer class: neither may pull in torch (each
+    extra process with torch costs ~300 MiB), while the package's public names still resolve on first use."""
+    code = ("import sys, mtrec.batch.source, mtrec.batch.scorer, mtrec.batch.writer\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n"
+            "import mtrec\n"
+            "assert callable(mtrec.train) and callable(mtrec.batch_predict) and mtrec.datasets.load\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])

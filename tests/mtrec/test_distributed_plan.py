@@ -133,6 +133,7 @@ def test_job_wrappers_parse_configs_and_fail_clearly(tmp_path, monkeypatch):
     assert suite_argv({"rows": 10, "quick": True, "types": ["a", "b"], "off": False}) == [
         "--rows", "10", "--quick", "--types", "a", "b"]
     monkeypatch.delattr(mtrec, "quantize", raising=False)
+    monkeypatch.delitem(mtrec._EXPORTS, "quantize")
     with pytest.raises(SystemExit, match="no mtrec.quantize"):
         require_api("quantize")
 
