@@ -47,7 +47,15 @@ def load_for_scoring(checkpoint: str, precision: str | None = "auto") -> Any:
 
 
 def peak_rss_bytes() -> int:
-    """This process's peak resident memory so far, in bytes (Linux reports KiB)."""
+    """This process's peak resident memory so far, in bytes: VmHWM on Linux, which starts afresh at exec
+    (getrusage's ru_maxrss does not: a child started from a big parent reports the parent's peak)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 

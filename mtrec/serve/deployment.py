@@ -36,18 +36,22 @@ def load_predictor(checkpoint: str) -> tuple[Any, dict[str, Any]]:
     return quantized.predictor, info
 
 
+MAX_BATCH_SIZE = 64  # requests merged into one network pass
+BATCH_WAIT_S = 0.002  # how long the first request of a micro-batch waits for others
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=128)
 class PredictorServer:
     """GET /health and POST /predict for one checkpoint."""
 
-    def __init__(self, checkpoint: str, threads: int = 1, max_batch_size: int = 64,
-                 batch_wait_s: float = 0.002) -> None:
+    def __init__(self, checkpoint: str, threads: int = 1, max_batch_size: int = MAX_BATCH_SIZE,
+                 batch_wait_s: float = BATCH_WAIT_S) -> None:
         torch.set_num_threads(threads)
         self.predictor, self.info = load_predictor(checkpoint)
         self.score.set_max_batch_size(max_batch_size)
         self.score.set_batch_wait_timeout_s(batch_wait_s)
 
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)
+    @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_S)
     async def score(self, parts: list[EncodedFrame]) -> list[np.ndarray]:
         """Probabilities of every request in the micro-batch, from one pass of the network."""
         return self.predictor.predict_many(parts)

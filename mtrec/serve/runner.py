@@ -19,7 +19,7 @@ from pathlib import Path
 import ray
 from ray import serve
 
-from mtrec.serve.deployment import PredictorServer
+from mtrec.serve.deployment import BATCH_WAIT_S, MAX_BATCH_SIZE, PredictorServer
 from mtrec.train.checkpoint import read_manifest
 
 APP_NAME = "mtrec"
@@ -37,7 +37,7 @@ _SESSION = _Session()
 
 
 def start(checkpoint: str | Path, replicas: int = 1, port: int = 8000, host: str = "127.0.0.1", threads: int = 1,
-          max_batch_size: int = 64, batch_wait_s: float = 0.002) -> str:
+          max_batch_size: int = MAX_BATCH_SIZE, batch_wait_s: float = BATCH_WAIT_S) -> str:
     """Deploy `checkpoint` with `replicas` replicas and return the service URL. Starts a local loopback Ray
     cluster unless this process is already connected to one (which `stop()` then leaves running)."""
     if replicas < 1:

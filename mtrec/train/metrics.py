@@ -11,8 +11,8 @@ def task_metrics(labels: np.ndarray, probs: np.ndarray, tasks: list[str]) -> dic
     out: dict[str, dict[str, float]] = {}
     for i, task in enumerate(tasks):
         y = labels[:, i]
-        p = np.clip(probs[:, i].astype(np.float64), 1e-7, 1 - 1e-7)
-        auc = float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
+        p = np.clip(probs[:, i].astype(np.float64), 1e-7, 1 - 1e-7)  # for the logloss only: clipping makes ties
+        auc = float(roc_auc_score(y, probs[:, i])) if 0 < y.sum() < len(y) else float("nan")
         out[task] = {"auc": auc, "logloss": float(log_loss(y, p, labels=[0, 1])),
                      "positive_rate": float(y.mean()), "rows": int(len(y))}
     return out
