@@ -141,6 +141,11 @@ def run_one(checkpoint: Path, data: Path, out: Path, workers: int, precision: st
     return {**summary, "process_seconds": time.perf_counter() - start, "run_peak_pss_mib": peak / MIB}
 
 
+def _ratio(value: float) -> str:
+    """A ratio for the table; "-" when its reference (1 worker fp32) was not part of the run."""
+    return "-" if value != value else f"{value:.2f}"
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The results as Markdown tables, one per input size."""
     lines = ["# Batch scoring on Ray Data actors", "",
@@ -161,7 +166,7 @@ def markdown(results: dict[str, Any]) -> str:
             actors = ", ".join(f"{w['peak_rss_bytes'] / MIB:,.0f} ({w['loaded_rss_bytes'] / MIB:,.0f} loaded; "
                                f"{w['rows']:,} rows)" for w in r["workers"])
             lines.append(f"| {r['workers_requested']} | {r['precision']} | {r['rows_per_s']:,.0f} | "
-                         f"{r['scoring_rows_per_s']:,.0f} | {r['speedup']:.2f} | {r['seconds']:.1f} | "
+                         f"{r['scoring_rows_per_s']:,.0f} | {_ratio(r['speedup'])} | {r['seconds']:.1f} | "
                          f"{r['driver_peak_rss_bytes'] / MIB:,.0f} ({r['driver_start_rss_bytes'] / MIB:,.0f}) | "
                          f"{actors} | {r['run_peak_pss_mib']:,.0f} | {r['check']['rows_match']} | "
                          f"{r['check']['max_abs_diff']:.2e} ({r['check']['max_abs_diff_fp32']:.2e}) |")
