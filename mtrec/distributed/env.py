@@ -58,8 +58,23 @@ def destroy_process_group() -> None:
         dist.destroy_process_group()
 
 
+class _DropTBEChatter(logging.Filter):
+    """Drops FBGEMM TBE's informational records (their messages start with "[TBE=")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno < logging.WARNING and str(record.msg).startswith("[TBE="))
+
+
 def quiet_worker_logs() -> None:
     """Silence library chatter that repeats on every rank and step (deprecation notices, per-table info)."""
     warnings.filterwarnings("ignore", message=r"`torch\.distributed\.\w+` is deprecated", category=FutureWarning)
     warnings.filterwarnings("ignore", message=r"`broadcast_buffers` is deprecated", category=FutureWarning)
     logging.getLogger("torchrec").setLevel(logging.ERROR)
+    logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
+    # FBGEMM's TBE logs its constructor arguments through the root logger, ~10 lines per table group and rank.
+    root = logging.getLogger()
+    if not any(isinstance(f, _DropTBEChatter) for f in root.filters):
+        root.addFilter(_DropTBEChatter())
+    # The replicated (data_parallel) tables' dense TBE op has no registered autograd kernel; its gradients are
+    # checked against the unsharded model in tests/mtrec/test_distributed_equivalence.py.
+    warnings.filterwarnings("ignore", message=r"fbgemm::dense_embedding_codegen_lookup_function: an autograd kernel")
