@@ -43,8 +43,8 @@ def multitask(res: dict[str, Any]) -> list[Block]:
     blocks: list[Block] = []
     if res.get("epochs") is not None:
         blocks.append(Para(f"Every model trained for at most {res['epochs']} epoch(s) (the profile's cap) with its "
-                           "recipe's batch size, so models whose recipes use large batches (MPT-Rec: 2048) took far "
-                           "fewer optimizer steps than the rest; compare models on a full run."))
+                           "recipe's batch size, so models whose recipes use large batches (MPT-Rec on adult: 2048) "
+                           "took far fewer optimizer steps than the rest; compare models on a full run."))
     for dataset, models in res["summary"].items():
         tasks = multitask_tasks(models)
         blocks += [Heading(dataset, 3), multitask_table(models)]
@@ -149,8 +149,8 @@ def scaling(res: dict[str, Any]) -> list[Block]:
         speedups = [f"{r['sharding']} {r['examples_per_second'] / one['examples_per_second']:.2f}x"
                     for r in res["results"] if r["workers"] > 1]
         blocks.append(Key("Distributed training, 2 workers vs 1: " + ", ".join(speedups) + ". Model-parallel "
-                          "types split the table bytes per worker; on a 2-core machine shared with other jobs the "
-                          "speedup is bounded by the cores, not by the sharding."))
+                          "types split the table bytes per worker; when the workers share a few CPU cores (with each "
+                          "other or with other jobs) the speedup is bounded by the cores, not by the sharding."))
     return blocks
 
 
@@ -165,10 +165,6 @@ def serve_load(res: dict[str, Any]) -> list[Block]:
                 f"{res['duration_s']:.0f} s; errors are non-200 answers or failed connections.")]
 
 
-def _run_peak_mib(run: dict[str, Any]) -> float | None:
-    """The whole-run peak memory of a batch-scoring run (the script reports it as RSS or PSS), if present."""
-    return next((v for k, v in run.items() if k.startswith("run_peak_") and k.endswith("_mib")), None)
-
 
 def batch_predict(res: dict[str, Any]) -> list[Block]:
     """Per input size: (workers, precision) x rows/s, ratio to 1 worker fp32, peak memory, output checks."""
@@ -176,7 +172,7 @@ def batch_predict(res: dict[str, Any]) -> list[Block]:
     for size in res["sizes"]:
         rows = [[f"{r['workers_requested']} x {r['precision']}", num(r["rows_per_s"]),
                  num(r.get("scoring_rows_per_s")), num(r["speedup"], ".2f"), num(r["seconds"], ".1f"),
-                 num(_run_peak_mib(r)),
+                 num(r.get("run_peak_pss_mib")),
                  "yes" if r["check"]["rows_match"] else "NO", Cell(f"{r['check']['max_abs_diff']:.1e}")]
                 for r in size["runs"]]
         blocks += [Heading(f"{size['rows']:,} rows", 3),

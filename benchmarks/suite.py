@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -26,7 +25,7 @@ from tqdm.auto import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = {
     "quick": "a reduced budget (fewer seeds, capped epochs, one dataset where noted, shorter timings) that finishes "
-             "within about 15 minutes on 2 cores; its numbers show the pipeline works and the rough ordering, not "
+             "in minutes rather than hours (the report shows the measured time); its numbers show the pipeline works and the rough ordering, not "
              "the study's final values",
     "full": "the study's budget: every dataset, model and method, 3 seeds, recipe epochs with early stopping, "
             "full timings",
@@ -93,17 +92,10 @@ SUITE = [
     Benchmark("serve_load", "benchmarks.serve_load", "Serving load", {
         "quick": ["--duration", "8", "--clients", "4", "--seed", "0"],
         "full": ["--duration", "30", "--clients", "8", "--seed", "0"]}),
-]
-OPTIONAL = [
     Benchmark("batch_predict", "benchmarks.batch_predict", "Batch scoring", {
         "quick": ["--rows", "100000", "--workers", "1", "2", "--precisions", "fp32"],
         "full": ["--rows", "1000000", "10000000", "--workers", "1", "2", "--precisions", "fp32", "int8"]}),
 ]
-
-
-def registry() -> list[Benchmark]:
-    """The suite's benchmarks; optional ones only when their module is present in this checkout."""
-    return SUITE + [b for b in OPTIONAL if importlib.util.find_spec(b.module) is not None]
 
 
 class SuiteError(RuntimeError):
@@ -205,7 +197,7 @@ def run_suite(profile: str | None, out: Path, resume: Path | None = None, only: 
     from benchmarks.report import write_report
     from benchmarks.schema import check
 
-    available = benchmarks if benchmarks is not None else registry()
+    available = benchmarks if benchmarks is not None else SUITE
     names = [b.name for b in available]
     unknown = [n for n in only or [] if n not in names]
     if unknown:
@@ -256,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the benchmarks and their arguments, then exit")
     args = parser.parse_args(argv)
     if args.list:
-        for b in registry():
+        for b in SUITE:
             print(f"{b.name:<14} python -m {b.module} {' '.join(b.argv(args.profile or 'quick'))}")
         return 0
     try:

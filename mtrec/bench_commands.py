@@ -64,7 +64,7 @@ def add_parser(sub: Any) -> None:
     """Register `mtrec bench` and `mtrec report` on the CLI's subparsers."""
     p = sub.add_parser("bench", help="run the benchmark suite and write a report (source checkout only)")
     p.add_argument("--profile", choices=["quick", "full"],
-                   help="quick (default, ~15 min on 2 cores: fewer seeds/epochs) or full (the study)")
+                   help="quick (default: fewer seeds/epochs, minutes) or full (the study)")
     p.add_argument("--out", default="reports", help="reports go to OUT/<timestamp>/ (default reports)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="finish a crashed or partial run: only unfinished (or since changed) benchmarks run")
