@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 import torch.multiprocessing as mp
 from tqdm.auto import tqdm
 
@@ -49,7 +48,6 @@ def write_shards(job: PreparedJob) -> None:
 
 def _entry(rank: int, spec: WorkerSpec, world_size: int, store: str, progress: bool) -> None:
     """One spawned rank: join the group, read its own shards, train, and (rank 0) write the final state."""
-    torch.set_num_threads(max(1, spec.dist.threads_per_worker))
     run_dir = Path(spec.run_dir)
     device = pick_device(rank, spec.dist.use_gpu if spec.dist.use_gpu is not None else False)
     init_local_process_group(store, rank, world_size, backend=backend_for(device))

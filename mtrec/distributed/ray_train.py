@@ -28,7 +28,6 @@ from typing import Any
 import pandas as pd
 import ray
 import ray.train
-import torch
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.backend import Backend
 from ray.train.torch import TorchConfig, TorchTrainer
@@ -104,7 +103,6 @@ def _worker_entry(config: dict[str, Any]) -> None:
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
     spec: WorkerSpec = config["spec"]
-    torch.set_num_threads(max(1, spec.train.threads or spec.dist.threads_per_worker))
     train = ray.get(config["train"][rank])
     valid = ray.get(config["valid"][rank]) if config["valid"] else None
     device = pick_device(context.get_local_rank(), config["use_gpu"])
