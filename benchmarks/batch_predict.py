@@ -102,7 +102,7 @@ def in_memory_size(path: Path, rows: int, columns: list[str]) -> dict[str, float
     return {"pandas_mib": float(pandas_bytes / MIB), "arrow_scored_columns_mib": float(arrow_bytes / MIB)}
 
 
-def sample_rows(path: Path, rows: int, seed: int = 0) -> np.ndarray:
+def sample_rows(rows: int, seed: int = 0) -> np.ndarray:
     """Sorted row numbers of a sample spread over the file."""
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(rows, size=min(SAMPLE_ROWS, rows), replace=False))
@@ -152,7 +152,7 @@ def markdown(results: dict[str, Any]) -> str:
              f"Synthetic Parquet input (spec {results['spec']}), mptrec model, batch {results['batch_size']}, "
              f"{results['environment_cpus']} CPUs. rows/s: from the dataset's start (actor start-up included; Ray "
              "start-up excluded) and per second of the busiest actor's scoring time. Peak RSS of the driver and of each "
-             "actor from getrusage (shared libraries included; in brackets: before scoring, i.e. with Ray "
+             "actor from VmHWM (shared libraries included; in brackets: before scoring, i.e. with Ray "
              "connected / the model loaded); whole run = summed PSS of every process of the "
              "run (driver, Ray's own processes, read workers, actors), sampled.", ""]
     for size in results["sizes"]:
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 write_synthetic_parquet(path, rows, chunk_rows=ROW_GROUP_ROWS)
                 print(f"generated {rows:,} rows -> {path} in {time.perf_counter() - t0:.1f} s", flush=True)
-            sample = sample_rows(path, rows)
+            sample = sample_rows(rows)
             frame = pads.dataset(path).take(sample).to_pandas()
             size = {"rows": rows, "parquet_mib": path.stat().st_size / MIB,
                     "in_memory": in_memory_size(path, rows, model.schema.features()), "runs": []}

@@ -193,7 +193,7 @@ def batch_predict(checkpoint: str | Path, inputs: str | Path, output: str | Path
             writer.commit(result.to_dict())
     except BaseException as exc:
         writer.abort()
-        data_error = None if isinstance(exc, DataError) else _data_error_in(exc)
+        data_error = None if type(exc) is DataError else _data_error_in(exc)  # Ray's wrapper is a DataError too
         if data_error is not None:
             raise data_error from None
         raise

@@ -188,7 +188,7 @@ def encode_frame(df: pd.DataFrame, schema: Schema, vocabs: Vocabularies, tasks: 
     else:
         dense = np.zeros((n, 0), dtype=np.float32)
     labels = None
-    if label_cols is not None:
+    if label_cols:  # none asked for (predict) or none present: no labels tensor, not an empty [n, 0] one
         labels = torch.from_numpy(np.ascontiguousarray(df[label_cols].to_numpy(dtype=np.float32)))
     return EncodedFrame(list(schema.sparse), torch.from_numpy(single), jagged, torch.from_numpy(dense), labels,
                         list(label_cols or []), df.index)

@@ -133,6 +133,9 @@ def test_int8_scores_file_rows_close_to_in_process_int8(checkpoint, trained_adul
     expected = with_precision(trained_adult_mptrec[0], "int8").predict_array(rows)
     diff = np.abs(scores[["income", "married"]].to_numpy() - expected)  # dynamic int8 scales depend on the batch
     assert diff.max() <= 0.05
+    assert json.loads((tmp_path / "scores" / "summary.json").read_text())["precision"] == "int8"
+    fp32 = trained_adult_mptrec[0].predict_array(rows)  # int8 is within 0.05 of fp32 too: the flag must take effect
+    assert not np.allclose(scores[["income", "married"]].to_numpy(), fp32, atol=1e-6)
     assert not (tmp_path / "scores" / "rejected.parquet").exists()
 
 
@@ -186,3 +189,17 @@ def test_read_tasks_and_scorer_module_do_not_load_torch():
             "import mtrec\n"
             "assert callable(mtrec.train) and callable(mtrec.batch_predict) and mtrec.datasets.load\n")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
+
+
+def test_unparsable_csv_in_a_read_task_is_a_plain_data_error(checkpoint, rows, tmp_path, ray_cluster):
+    """A DataError raised inside a Ray Data read task reaches the caller as mtrec's own DataError (Ray wraps it in
+    a class that is also a DataError but whose message is the remote traceback)."""
+    path = tmp_path / "broken.csv"
+    rows.head(20).to_csv(path, index=False)
+    with path.open("a") as f:
+        f.write('"an unterminated quote,1\n')  # pandas: EOF inside string
+    with pytest.raises(mtrec.DataError) as exc:
+        mtrec.batch_predict(checkpoint, path, tmp_path / "out", workers=1, progress=False)
+    assert type(exc.value) is mtrec.DataError
+    assert str(exc.value).startswith(f"file {str(path)!r}: cannot parse CSV") and "Traceback" not in str(exc.value)
+    assert not (tmp_path / "out").exists()
