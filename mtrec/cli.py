@@ -105,7 +105,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if args.id_column:
         out.insert(0, args.id_column, frame[args.id_column].to_numpy())
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    if args.output.endswith(".csv"):
+    if args.output.lower().endswith(".csv"):
         out.to_csv(args.output, index=False)
     else:
         out.to_parquet(args.output, index=False)
