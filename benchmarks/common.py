@@ -16,7 +16,7 @@ import torch
 
 def environment() -> dict[str, Any]:
     """CPU model, thread count, library versions and git commit, stored beside every result."""
-    from mtrec.train.checkpoint import library_versions
+    from mtrec.checkpoint import library_versions
 
     cpu = platform.processor()
     try:

@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Schema": "mtrec.data.schema", "datasets": "mtrec.data.datasets:",
     "MultiTaskModel": "mtrec.model", "NotTrainedError": "mtrec.model",
-    "CheckpointError": "mtrec.train.checkpoint", "TrainResult": "mtrec.train.loop",
+    "CheckpointError": "mtrec.checkpoint", "TrainResult": "mtrec.train.loop",
     "build_model": "mtrec.api", "train": "mtrec.api", "evaluate": "mtrec.api", "save": "mtrec.api",
     "load": "mtrec.api",
     "add_task": "mtrec.tasks", "AddTaskResult": "mtrec.tasks",

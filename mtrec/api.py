@@ -9,16 +9,13 @@ import pandas as pd
 
 from mtrec.data.io import read_frame
 from mtrec.data.schema import Schema
-from mtrec.model import MultiTaskModel, model_from_manifest
-from mtrec.train.checkpoint import CheckpointError, read_manifest, read_tensors, write_checkpoint
-from mtrec.train.config import Recipe, load_recipe
-from mtrec.train.loop import TrainResult, evaluate_encoded
-from mtrec.train.loop import train as _train
+from mtrec.checkpoint import load_model, read_manifest, save_model
+from mtrec.model import MultiTaskModel
+from mtrec.recipe import Recipe, load_recipe
 
 if TYPE_CHECKING:
     from mtrec.quant.quantized import QuantizedModel
-
-MODEL_NAMES = ("single", "shared_bottom", "mmoe", "ple", "stem", "mptrec")
+    from mtrec.train.loop import TrainResult
 
 
 def build_model(name: str, schema: Schema, tasks: list[str] | None = None, dataset: str | None = None,
@@ -46,12 +43,16 @@ def train(model: MultiTaskModel, train_df: pd.DataFrame | str, valid: pd.DataFra
 
         return train_distributed(model, train_df, valid, workers=workers, address=address, distributed=distributed,
                                  progress=progress, epochs=epochs, batch_size=batch_size, seed=seed, **options)
+    from mtrec.train.loop import train as _train
+
     return _train(model, train_df, valid=valid, progress=progress, epochs=epochs, batch_size=batch_size, seed=seed,
                   **options)
 
 
 def evaluate(model: MultiTaskModel, df: pd.DataFrame | str, batch_size: int = 8192) -> dict[str, dict[str, float]]:
     """{task: {"auc", "logloss", ...}} for every task the model predicts; the frame must carry their labels."""
+    from mtrec.train.loop import evaluate_encoded
+
     return evaluate_encoded(model, model.encode(read_frame(df)), batch_size)
 
 
@@ -61,17 +62,7 @@ def save(model: MultiTaskModel | QuantizedModel, path: str | Path) -> Path:
         from mtrec.quant.checkpoint import save_quantized
 
         return save_quantized(model, path)
-    network = model.require_network()
-    manifest = {
-        "kind": "multitask",
-        "name": model.name,
-        "tasks": model.tasks,
-        "recipe": model.recipe.to_dict(),
-        "schema": model.schema.to_dict(),
-        "vocabularies": model.vocabs.to_dict(),
-        "extensions": model.extensions,
-    }
-    return write_checkpoint(path, manifest, {"network": network.state_dict()})
+    return save_model(model, path)
 
 
 def load(path: str | Path) -> MultiTaskModel | QuantizedModel:
@@ -85,13 +76,4 @@ def load(path: str | Path) -> MultiTaskModel | QuantizedModel:
         from mtrec.distributed.checkpoint import load_model as load_sharded
 
         return load_sharded(path)
-    if manifest.get("kind") != "multitask":
-        raise CheckpointError(f"checkpoint {path} holds a {manifest.get('kind')!r} model, not a multitask model")
-    model = model_from_manifest(manifest, where=f"checkpoint {path}")
-    state = read_tensors(path, manifest)
-    try:
-        model.require_network().load_state_dict(state["network"])
-    except (KeyError, RuntimeError) as exc:
-        raise CheckpointError(f"checkpoint {path}: weights do not match the model in the manifest ({exc})") from exc
-    model.require_network().eval()
-    return model
+    return load_model(path, manifest)

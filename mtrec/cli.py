@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     handled: tuple[type[BaseException], ...] = (ConfigError,)
     try:
         from mtrec.errors import DataError
-        from mtrec.train.checkpoint import CheckpointError
+        from mtrec.checkpoint import CheckpointError
 
         handled = (ConfigError, DataError, CheckpointError)
         func: Callable[[argparse.Namespace], None] = args.func

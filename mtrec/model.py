@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import numpy as np
@@ -14,7 +15,10 @@ from mtrec.data.batches import Batch, EncodedFrame, encode_frame
 from mtrec.data.io import read_frame
 from mtrec.data.schema import Schema
 from mtrec.data.vocab import Vocabularies
-from mtrec.train.config import Recipe
+from mtrec.errors import DataError
+from mtrec.models.extension import extend_target, task_heads
+from mtrec.models.heads import TaskHead, build_head
+from mtrec.recipe import Recipe
 
 
 def task_probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -27,8 +31,25 @@ class NotTrainedError(RuntimeError):
     """The model has no network yet: vocabularies are fitted (and tables sized) by the first training run."""
 
 
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything that defines a model's predictions besides its weights: what a checkpoint manifest records and
+    what an inference copy (QuantizedModel) reads, so neither copies a model's fields one by one."""
+
+    name: str
+    schema: Schema
+    tasks: list[str]
+    recipe: Recipe
+    vocabs: Vocabularies
+    extensions: list[dict[str, Any]] = field(default_factory=list)
+
+
 class MultiTaskModel:
-    """One model predicting several binary tasks from a frame's sparse and dense features."""
+    """One model predicting several binary tasks from a frame's sparse and dense features.
+
+    The model is the only writer of its own state: training builds the network through `build_network`, added
+    tasks join through `attach_task` / `restore_extension`, a joint retrain swaps everything in `replace_with`.
+    """
 
     def __init__(self, name: str, schema: Schema, tasks: list[str], recipe: Recipe) -> None:
         self.name = name
@@ -59,6 +80,49 @@ class MultiTaskModel:
         if self.network is None or self.vocabs is None:
             raise NotTrainedError(f"model {self.name!r} has no weights yet: call mtrec.train(model, ...) or mtrec.load(path)")
         return self.network
+
+    def spec(self, vocabs: Vocabularies | None = None) -> ModelSpec:
+        """The model's description without weights (copies: later changes to the model do not leak into it);
+        `vocabs` stands in for the model's own before its first training has fitted them."""
+        vocabs = vocabs or self.vocabs
+        if vocabs is None:
+            raise NotTrainedError(f"model {self.name!r} has no fitted vocabularies yet: train or load it first")
+        return ModelSpec(self.name, self.schema, list(self.tasks), self.recipe, vocabs,
+                         [dict(e) for e in self.extensions])
+
+    # added tasks --------------------------------------------------------------------------------
+    def attach_task(self, name: str, head: TaskHead, entry: dict[str, Any]) -> None:
+        """Make the (trained) `head` the predictor of new task `name`: frozen, hooked after the encoder, given a
+        weight in the loss, and recorded with `entry` in `extensions` (what a checkpoint rebuilds it from)."""
+        network = self.require_network()
+        if name in self.tasks:
+            raise DataError(f"column {name!r} is already a task of the model (tasks: {self.tasks})", column=name)
+        head.eval()
+        for p in head.parameters():
+            p.requires_grad_(False)
+        task_heads(network).heads[name] = head
+        extend_target(network.target, name)
+        self.tasks.append(name)
+        self.schema = self.schema.with_tasks(self.tasks)
+        self.extensions.append({**entry, "task": name, "head": head.spec()})
+
+    def restore_extension(self, extension: dict[str, Any]) -> None:
+        """Rebuild an added task's head from its `extensions` entry (its weights are loaded afterwards)."""
+        try:
+            name, spec = extension["task"], extension["head"]
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"model extension {extension!r} lacks 'task' or 'head'") from exc
+        self.attach_task(name, build_head(spec), {k: v for k, v in extension.items() if k not in ("task", "head")})
+
+    def replace_with(self, other: MultiTaskModel) -> None:
+        """Take over another model's network, vocabularies, tasks, schema and extensions (a joint retrain of the
+        same recipe on more tasks replaces the whole model at once, never a part of it)."""
+        if other.name != self.name:
+            raise ValueError(f"replace_with: a {other.name!r} model cannot replace a {self.name!r} model")
+        other.require_network()
+        self.network, self.vocabs, self.recipe = other.network, other.vocabs, other.recipe
+        self.tasks, self.schema = list(other.tasks), other.schema
+        self.extensions = [dict(e) for e in other.extensions]
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Parameter count of the network (embedding tables included)."""
@@ -106,27 +170,3 @@ class MultiTaskModel:
     def __repr__(self) -> str:
         size = f", {self.num_parameters():,} params" if self.is_built else ", not trained"
         return f"MultiTaskModel({self.name!r}, tasks={self.tasks}{size})"
-
-
-def model_from_manifest(manifest: dict[str, Any], where: str = "manifest", seed: int = 0) -> MultiTaskModel:
-    """A MultiTaskModel with its network built (seeded init, added tasks restored) from a checkpoint manifest;
-    every checkpoint kind (fp32, sharded, quantized) rebuilds its architecture through this one function."""
-    from mtrec.train.checkpoint import CheckpointError
-
-    try:
-        recipe = Recipe.from_dict(manifest["recipe"])
-        schema = Schema.from_dict(manifest["schema"])
-        vocabs = Vocabularies.from_dict(manifest["vocabularies"])
-        tasks, name = manifest["tasks"], manifest["name"]
-        extensions = manifest.get("extensions", [])
-        added = {e["task"] for e in extensions}
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{where}: manifest is incomplete or invalid ({exc})") from exc
-    model = MultiTaskModel(name, schema, [t for t in tasks if t not in added], recipe)
-    model.build_network(vocabs, seed=seed)
-    if extensions:
-        from mtrec.tasks import restore_extension
-
-        for extension in extensions:
-            restore_extension(model, extension)
-    return model

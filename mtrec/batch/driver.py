@@ -23,7 +23,7 @@ from mtrec.batch.plan import missing_columns, plan_inputs, split_pieces
 from mtrec.batch.scorer import PRECISIONS, BatchScorer, peak_rss_bytes
 from mtrec.batch.writer import ScoreWriter
 from mtrec.errors import DataError
-from mtrec.train.checkpoint import read_manifest
+from mtrec.checkpoint import read_manifest
 
 BAD_ROWS = ("fail", "skip")
 MIB = 1 << 20

@@ -20,10 +20,10 @@ from torch import nn
 from torchrec.distributed import DistributedModelParallel
 from torchrec.optim.keyed import CombinedOptimizer
 
+from mtrec.checkpoint import MANIFEST, CheckpointError, manifest_of, model_from_manifest, read_manifest
 from mtrec.data.vocab import Vocabularies
 from mtrec.distributed.wrap import NETWORK_PREFIX, unwrap_key
-from mtrec.model import MultiTaskModel, model_from_manifest
-from mtrec.train.checkpoint import FORMAT, FORMAT_VERSION, MANIFEST, CheckpointError, library_versions, read_manifest
+from mtrec.model import MultiTaskModel
 
 SHARDED_KIND = "multitask-sharded"
 TRAIN_STATE = "train_state.json"
@@ -32,12 +32,7 @@ DCP_METADATA = ".metadata"
 
 def model_manifest(model: MultiTaskModel, vocabs: Vocabularies | None = None) -> dict[str, Any]:
     """What rebuilds `model` without its weights: name, tasks, recipe, schema, vocabularies, extensions."""
-    vocabs = vocabs or model.vocabs
-    if vocabs is None:
-        raise CheckpointError(f"model {model.name!r} has no fitted vocabularies to record")
-    return {"format": FORMAT, "format_version": FORMAT_VERSION, "versions": library_versions(),
-            "kind": SHARDED_KIND, "name": model.name, "tasks": model.tasks, "recipe": model.recipe.to_dict(),
-            "schema": model.schema.to_dict(), "vocabularies": vocabs.to_dict(), "extensions": model.extensions}
+    return manifest_of(model.spec(vocabs), SHARDED_KIND)
 
 
 def _network_state(model: DistributedModelParallel) -> dict[str, Any]:

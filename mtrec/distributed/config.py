@@ -12,7 +12,7 @@ from pretrain_stack.errors import ConfigError
 
 from mtrec.distributed.planner import AUTO, LARGE_TABLE_ROWS
 from mtrec.distributed.sharders import SHARDING_TYPES
-from mtrec.train.config import Recipe
+from mtrec.recipe import Recipe
 
 SECTION = "distributed"
 DATA_ORDERS = ("sharded", "global")

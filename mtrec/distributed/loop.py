@@ -23,7 +23,8 @@ from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
 from tqdm.auto import tqdm
 
 from mtrec.data.batches import EncodedFrame
-from mtrec.distributed.checkpoint import load_sharded, model_from_manifest, save_sharded
+from mtrec.checkpoint import model_from_manifest
+from mtrec.distributed.checkpoint import load_sharded, save_sharded
 from mtrec.distributed.config import DistributedConfig
 from mtrec.distributed.data import (epoch_batches, global_epoch_batches, global_steps_per_epoch, local_batch_size,
                                    padded_positions, steps_per_epoch)
@@ -31,7 +32,7 @@ from mtrec.distributed.env import quiet_worker_logs
 from mtrec.distributed.planner import build_plan, format_plan, plan_tables
 from mtrec.distributed.sinks import CheckpointSink
 from mtrec.distributed.wrap import make_optimizer, shard
-from mtrec.train.config import TrainConfig
+from mtrec.recipe import TrainConfig
 from mtrec.train.loop import seed_everything
 from mtrec.train.metrics import mean_auc, task_metrics
 

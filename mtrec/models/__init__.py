@@ -1,14 +1,10 @@
-"""Multi-task backbones registered into pretrain_stack: single, shared_bottom, mmoe, ple, stem, mptrec.
+"""Everything a saved network holds, registered into pretrain_stack: the six multi-task backbones (single,
+shared_bottom, mmoe, ple, stem, mptrec), the `task_sparse_features` embedding (STEM's per-task copies), the
+`mptrec` target, and the heads of tasks added later (`task_heads` registry: prompt, expert-gate and tower heads).
 
-Importing this package registers the six encoders, the `task_sparse_features` embedding (STEM's per-task
-copies) and the `mptrec` target. Recipes live in mtrec/configs/<model>_<dataset>.yaml.
+Importing this package registers them all. Recipes live in mtrec/configs/<model>_<dataset>.yaml (mtrec.recipe).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from mtrec.models import mmoe, mptrec, ple, shared_bottom, single, stem, targets, task_embeddings  # noqa: F401
-
-MODELS = ("single", "shared_bottom", "mmoe", "ple", "stem", "mptrec")
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+from mtrec.models import mmoe, mptrec, ple, prompt, shared_bottom, single, stem, targets, task_embeddings, tower  # noqa: F401

@@ -1,11 +1,17 @@
 """Inference in mixed precision: per-table fp32/fp16/int8/int4 (TorchRec + FBGEMM), INT8/FP16 dense layers,
-the SAMP-style planner that picks them within an AUC budget, a Predictor, and quantized checkpoints."""
+the SAMP-style planner that picks them within an AUC budget, a Predictor, and quantized checkpoints.
 
-from mtrec.quant.planner import MODES, OBJECTIVES, PRESETS, preset_plan, quantize, uniform_plan
-from mtrec.quant.precision import DENSE_PRECISIONS, TABLE_PRECISIONS, QuantizationError
-from mtrec.quant.predictor import Predictor
-from mtrec.quant.quantized import QuantizedModel
-from mtrec.quant.units import Unit, convert, find_units, network_bytes
+Names load on first use, so loading a quantized checkpoint does not import the planner (or training code)."""
 
-__all__ = ["quantize", "uniform_plan", "preset_plan", "PRESETS", "MODES", "OBJECTIVES", "TABLE_PRECISIONS", "DENSE_PRECISIONS",
-           "QuantizationError", "Predictor", "QuantizedModel", "Unit", "convert", "find_units", "network_bytes"]
+from mtrec.lazy import lazy_exports
+
+_EXPORTS = {
+    **{name: "mtrec.quant.planner" for name in ("quantize", "uniform_plan", "preset_plan", "PRESETS", "MODES",
+                                                 "OBJECTIVES")},
+    **{name: "mtrec.quant.precision" for name in ("TABLE_PRECISIONS", "DENSE_PRECISIONS", "QuantizationError")},
+    "Predictor": "mtrec.quant.predictor", "QuantizedModel": "mtrec.quant.quantized",
+    **{name: "mtrec.quant.units" for name in ("Unit", "convert", "find_units", "network_bytes")},
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = list(_EXPORTS)

@@ -16,11 +16,10 @@ import torch
 from torch import nn
 from torchrec.quant.embedding_modules import EmbeddingBagCollection as QuantEmbeddingBagCollection
 
-from mtrec.model import model_from_manifest
+from mtrec.checkpoint import CheckpointError, manifest_of, model_from_manifest, read_manifest, read_tensors, write_checkpoint
 from mtrec.quant.quantized import QuantizedModel
 from mtrec.quant.tables import table_precisions, table_state, tables_from_state
 from mtrec.quant.units import convert
-from mtrec.train.checkpoint import CheckpointError, read_manifest, read_tensors, write_checkpoint
 
 KIND = "quantized"
 
@@ -39,11 +38,7 @@ def save_quantized(model: QuantizedModel, path: str | Path) -> Path:
     """Write a quantized checkpoint directory atomically; returns its path."""
     if not isinstance(model, QuantizedModel):
         raise TypeError(f"mtrec.save expects a MultiTaskModel or a QuantizedModel, got {type(model).__name__}")
-    manifest = {
-        "kind": KIND, "name": model.name, "tasks": model.tasks, "recipe": model.recipe.to_dict(),
-        "schema": model.schema.to_dict(), "vocabularies": model.vocabs.to_dict(), "extensions": model.extensions,
-        "plan": model.plan, "report": model.report,
-    }
+    manifest = manifest_of(model, KIND, plan=model.plan, report=model.report)
     tensors = {"network": _dense_state(model.network),
                "tables": {p: table_state(m) for p, m in _table_modules(model.network).items()}}
     return write_checkpoint(path, manifest, tensors)
@@ -76,5 +71,4 @@ def load_quantized(path: str | Path) -> QuantizedModel:
         network.load_state_dict(saved, strict=False)
     except (KeyError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path}: weights do not match the model in the manifest ({exc})") from exc
-    return QuantizedModel(model.name, model.schema, model.tasks, model.recipe, model.vocabs, model.extensions,
-                          plan, network, manifest.get("report"))
+    return QuantizedModel(model.spec(), plan, network, manifest.get("report"))

@@ -11,24 +11,56 @@ from torch import nn
 from mtrec.data.batches import EncodedFrame
 from mtrec.data.schema import Schema
 from mtrec.data.vocab import Vocabularies
-from mtrec.model import MultiTaskModel
+from mtrec.model import ModelSpec, MultiTaskModel
 from mtrec.quant.predictor import Predictor
 from mtrec.quant.units import check_plan, convert, find_units, network_bytes
-from mtrec.train.config import Recipe
+from mtrec.recipe import Recipe
 
 
 class QuantizedModel:
     """A mixed-precision inference copy of a MultiTaskModel: `plan` (every unit -> precision), `report`, `predict`."""
 
-    def __init__(self, name: str, schema: Schema, tasks: list[str], recipe: Recipe, vocabs: Vocabularies,
-                 extensions: list[dict[str, Any]], plan: dict[str, str], network: nn.Module,
+    def __init__(self, spec: ModelSpec, plan: dict[str, str], network: nn.Module,
                  report: dict[str, Any] | None = None) -> None:
-        self.name, self.schema, self.tasks, self.recipe = name, schema, list(tasks), recipe
-        self.vocabs, self.extensions = vocabs, list(extensions)
+        self._spec = spec
         self.plan = dict(plan)
         self.network = network.eval()
         self.report: dict[str, Any] = dict(report or {})
-        self.predictor = Predictor(self.network, schema, vocabs, self.tasks)
+        self.predictor = Predictor(self.network, spec.schema, spec.vocabs, list(spec.tasks))
+
+    def spec(self) -> ModelSpec:
+        """The description of the fp32 model this copy was made from (schema, vocabularies, tasks, ...)."""
+        return self._spec
+
+    @property
+    def name(self) -> str:
+        """The backbone's name."""
+        return self._spec.name
+
+    @property
+    def schema(self) -> Schema:
+        """The input schema (feature and task columns)."""
+        return self._spec.schema
+
+    @property
+    def tasks(self) -> list[str]:
+        """Task names, in the order of the probability columns."""
+        return list(self._spec.tasks)
+
+    @property
+    def recipe(self) -> Recipe:
+        """The fp32 model's recipe."""
+        return self._spec.recipe
+
+    @property
+    def vocabs(self) -> Vocabularies:
+        """The vocabularies the inputs are encoded with."""
+        return self._spec.vocabs
+
+    @property
+    def extensions(self) -> list[dict[str, Any]]:
+        """Tasks added after pre-training (as recorded in the checkpoint)."""
+        return [dict(e) for e in self._spec.extensions]
 
     @classmethod
     def from_model(cls, model: MultiTaskModel, plan: dict[str, str],
@@ -36,8 +68,7 @@ class QuantizedModel:
         """Convert `model`'s network with `plan` (units it does not name stay fp32)."""
         network = model.require_network()
         full = check_plan(find_units(network), plan)
-        return cls(model.name, model.schema, model.tasks, model.recipe, model.vocabs, model.extensions, full,
-                   convert(network, full), report)
+        return cls(model.spec(), full, convert(network, full), report)
 
     @property
     def nbytes(self) -> int:

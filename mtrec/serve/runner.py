@@ -20,7 +20,7 @@ import ray
 from ray import serve
 
 from mtrec.serve.deployment import BATCH_WAIT_S, MAX_BATCH_SIZE, PredictorServer
-from mtrec.train.checkpoint import read_manifest
+from mtrec.checkpoint import read_manifest
 
 APP_NAME = "mtrec"
 

@@ -18,12 +18,11 @@ from mtrec.errors import DataError
 from mtrec.model import MultiTaskModel
 from mtrec.tasks import baselines
 from mtrec.tasks.cache import RepresentationCache, representations
-from mtrec.tasks.extension import attach_task
 from mtrec.tasks.fit import FIT_OPTIONS, RECIPE_KEYS, FitConfig, FitResult, fit_head, intra_op_threads
 from mtrec.tasks.freezing import count_parameters, frozen
-from mtrec.tasks.heads import TaskHead
-from mtrec.tasks.prompt import prompt_head, tower_head
-from mtrec.train.config import TrainConfig
+from mtrec.models.heads import TaskHead
+from mtrec.models.prompt import prompt_head, tower_head
+from mtrec.recipe import TrainConfig
 
 FROZEN_METHODS = ("prompt", "tower")
 BACKBONE_METHODS = ("finetune", "child_tuning", "pecl")
@@ -144,7 +143,7 @@ def add_task(model: MultiTaskModel, name: str, train_df: pd.DataFrame | str, val
         else:
             fit, trainable = _fit_backbone(model, method, head, encoded, encoded_valid, cfg, method_options,
                                            progress)
-    attach_task(model, name, head, {"method": method})
+    model.attach_task(name, head, {"method": method})
     return AddTaskResult(task=name, method=method, trainable_params=trainable, total_params=model.num_parameters(),
                          seconds=time.perf_counter() - start, history=fit.history, valid_auc=fit.valid_auc,
                          best_epoch=fit.best_epoch, details=details)
@@ -189,8 +188,7 @@ def _add_joint(model: MultiTaskModel, name: str, train_frame: pd.DataFrame, vali
     given = {k: v for k, v in options.items() if k in recipe_keys and k not in ("seed", "threads")}
     with intra_op_threads(cfg.threads):
         fresh, result = baselines.joint(model, name, train_frame, valid_frame, cfg.seed, progress, **given)
-    model.network, model.vocabs = fresh.network, fresh.vocabs
-    model.tasks, model.schema, model.extensions = fresh.tasks, fresh.schema, []
+    model.replace_with(fresh)
     history = [{"epoch": h["epoch"], "loss": h["loss"], "seconds": h["train_seconds"],
                 **({"valid_auc": h["valid"][name]["auc"]} if "valid" in h else {})} for h in result.history]
     total = model.num_parameters()

@@ -26,7 +26,7 @@ from mtrec.data.batches import Batch, EncodedFrame
 from mtrec.model import MultiTaskModel
 from mtrec.tasks.fit import FitConfig, FitResult, fit_backbone, network_logit
 from mtrec.tasks.freezing import GradientMasks, count_parameters, top_fraction_masks
-from mtrec.tasks.heads import TaskHead
+from mtrec.models.heads import TaskHead
 from mtrec.train.loop import TrainResult
 from mtrec.train.loop import train as train_model
 

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from mtrec.data.batches import Batch, EncodedFrame
 from mtrec.tasks.cache import RepresentationCache, representations
 from mtrec.tasks.freezing import GradientMasks
-from mtrec.tasks.heads import TaskHead
+from mtrec.models.heads import TaskHead
 from mtrec.train.metrics import task_metrics
 from mtrec.train.optim import dense_adam
 

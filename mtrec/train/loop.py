@@ -19,7 +19,7 @@ from mtrec.data.batches import Batch, EncodedFrame
 from mtrec.data.io import read_frame
 from mtrec.data.vocab import Vocabularies
 from mtrec.model import MultiTaskModel
-from mtrec.train.config import TrainConfig
+from mtrec.recipe import TrainConfig
 from mtrec.train.fused import fuse_embeddings, fused_parameter_ids, unfuse_embeddings
 from mtrec.train.metrics import mean_auc, task_metrics
 from mtrec.train.optim import dense_adam

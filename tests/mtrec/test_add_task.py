@@ -12,7 +12,7 @@ import torch
 
 import mtrec
 from mtrec.tasks.cache import RepresentationCache
-from mtrec.tasks.prompt import MPTRecPromptHead
+from mtrec.models.prompt import MPTRecPromptHead
 
 FAST = {"epochs": 2, "progress": False}
 

@@ -18,7 +18,7 @@ import torch.multiprocessing as mp
 
 import mtrec
 from mtrec.data.vocab import Vocabularies
-from mtrec.train.config import load_recipe
+from mtrec.recipe import load_recipe
 from mtrec.train.optim import dense_adam
 
 pytestmark = pytest.mark.filterwarnings("ignore:torch.distributed is disabled")

@@ -14,7 +14,7 @@ from mtrec.distributed.config import load_job_config
 from mtrec.distributed.data import epoch_order, local_batch_size, padded_positions, shard_positions, steps_per_epoch
 from mtrec.distributed.loop import TrainState, check_ledger
 from mtrec.distributed.planner import embedding_tables, resolve_table_types
-from mtrec.train.config import CONFIG_DIR, load_recipe
+from mtrec.recipe import CONFIG_DIR, load_recipe
 from pretrain_stack.errors import ConfigError
 
 

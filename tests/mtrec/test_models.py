@@ -14,8 +14,8 @@ import yaml
 from torchrec import KeyedJaggedTensor
 
 import mtrec.models  # noqa: F401  (registers the components)
-from mtrec.models import MODELS
-from mtrec.train.config import TrainConfig
+from mtrec.recipe import CONFIG_DIR, MODELS
+from mtrec.recipe import TrainConfig
 from mtrec.models.layers import BatchedLinear, BatchedMLP, TaskGroups, grad_reverse, grl_alpha
 from pretrain_stack import ENCODERS, ConfigError, build_model, save_component, validate_model_config
 
@@ -26,7 +26,7 @@ FEATURES = [{"name": "user", "num_embeddings": 11}, {"name": "item", "num_embedd
 TASKS = ["click", "like", "buy"]
 NUM_DENSE = 2
 B = 6
-CONFIG_DIR = Path(mtrec.models.CONFIG_DIR)
+
 TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)}
 REPR_KEYS = {
     "single": {"emb", "gate_in", "task_repr"},

@@ -18,7 +18,7 @@ import torch
 import mtrec
 from mtrec.cli import main as cli_main
 from mtrec.quant import QuantizationError, QuantizedModel, find_units, preset_plan, quantize
-from mtrec.train.checkpoint import WEIGHTS
+from mtrec.checkpoint import WEIGHTS
 
 TOLERANCE = {"fp32": (1e-6, 1e-6), "fp16": (5e-3, 5e-4), "int8": (0.05, 0.005), "int4": (0.1, 0.01)}
 

@@ -23,14 +23,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from mtrec.tasks.heads import TaskHead
-from mtrec.tasks.tower import Tower, TowerHead
+from mtrec.models.heads import HEADS, TaskHead
+from mtrec.models.tower import Tower, TowerHead
 
 
+@HEADS.register("mptrec_prompt")
 class MPTRecPromptHead(TaskHead):
     """New prompt, input projection attending over the old prompts, new 2-way gate and new tower (MPT-Rec)."""
 
-    kind = "mptrec_prompt"
     reads = ("gate_in", "s", "r")
     constants = ("prompts",)
 
@@ -61,10 +61,10 @@ class MPTRecPromptHead(TaskHead):
         return self.tower(gate[:, :1] * (mixed * self.prompt) + gate[:, 1:] * reps["s"])
 
 
+@HEADS.register("expert_gate")
 class ExpertGateHead(TaskHead):
     """A new softmax gate over the frozen experts [B, E, d] (read from `experts_key`) and a new tower."""
 
-    kind = "expert_gate"
     constants = ()
 
     def __init__(self, input_dim: int, num_experts: int, repr_dim: int, tower_hidden: tuple[int, ...] = (64, 32),

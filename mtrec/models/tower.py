@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mtrec.tasks.heads import TaskHead
+from mtrec.models.heads import HEADS, TaskHead
 
 
 class Tower(nn.Module):
@@ -27,10 +27,10 @@ class Tower(nn.Module):
         return self.net(x).squeeze(-1)
 
 
+@HEADS.register("tower")
 class TowerHead(TaskHead):
     """Only a new tower, reading the frozen shared representation s [B, d]."""
 
-    kind = "tower"
     reads = ("s",)
 
     def __init__(self, repr_dim: int, tower_hidden: tuple[int, ...] = (32,)) -> None:

@@ -11,7 +11,8 @@ from pretrain_stack import validate_model_config
 from pretrain_stack.config import load_config
 from pretrain_stack.errors import ConfigError
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+MODELS = ("single", "shared_bottom", "mmoe", "ple", "stem", "mptrec")
 EMBEDDING_OPTIMIZERS = ("adagrad", "rowwise_adagrad", "sgd")
 
 

@@ -1,4 +1,5 @@
-"""The new-task head interface: which frozen representations a head reads, and a registry to rebuild heads."""
+"""The new-task head interface (which frozen representations a head reads) and the `task_heads` registry that
+rebuilds saved heads by name, like every other pretrain_stack component."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from typing import Any
 import torch
 from torch import nn
 
-HEADS: dict[str, type["TaskHead"]] = {}
+from pretrain_stack.errors import ConfigError
+from pretrain_stack.registry import Registry
+
+HEADS = Registry("task_heads")
 
 
 class TaskHead(nn.Module):
@@ -15,9 +19,9 @@ class TaskHead(nn.Module):
 
     `reads` are per-row representation keys (cached for training), `constants` batch-independent ones (e.g. the
     old task prompts); `args` are the constructor arguments, so `build_head(head.spec())` rebuilds the head.
+    Concrete heads are registered with `@HEADS.register(kind)`.
     """
 
-    kind = ""
     reads: tuple[str, ...] = ()
     constants: tuple[str, ...] = ()
 
@@ -25,10 +29,10 @@ class TaskHead(nn.Module):
         super().__init__()
         self.args = dict(args)
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.kind:
-            HEADS[cls.kind] = cls
+    @property
+    def kind(self) -> str:
+        """The name this head's class is registered under in HEADS."""
+        return type(self).registered_name  # type: ignore[attr-defined]
 
     def spec(self) -> dict[str, Any]:
         """{"kind", "args"}: plain data that rebuilds this head (weights come from the checkpoint)."""
@@ -40,9 +44,11 @@ class TaskHead(nn.Module):
 
 
 def build_head(spec: dict[str, Any]) -> TaskHead:
-    """A freshly initialized head from `spec()` output."""
-    kind = spec.get("kind")
-    if kind not in HEADS:
-        raise ValueError(f"unknown new-task head {kind!r}; known heads: {', '.join(sorted(HEADS))}")
+    """A freshly initialized head from `spec()` output; ConfigError naming the key for an unknown kind or argument."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("args", {}), dict):
+        raise ConfigError(f"extension head: expected {{'kind', 'args'}}, got {spec!r}", key="extensions.head")
     args = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.get("args", {}).items()}
-    return HEADS[kind](**args)
+    head = HEADS.build({"name": spec.get("kind"), **args}, where="extensions.head")
+    if not isinstance(head, TaskHead):
+        raise ConfigError(f"extensions.head: {spec.get('kind')!r} is not a task head", key="extensions.head")
+    return head

@@ -1,7 +1,10 @@
-"""Checkpoints: a directory with manifest.json (format, versions, recipe, schema, vocabularies, tasks) and weights.pt.
+"""The checkpoint format: a directory with manifest.json (format, versions, kind, name, tasks, recipe, schema,
+vocabularies, added tasks) and the weights, for every kind of model (fp32 "multitask", "multitask-sharded",
+"quantized"); one `manifest_of` describes a model and one `model_from_manifest` rebuilds its architecture.
 
 Written to a temporary sibling directory and renamed into place, so a crash never leaves half a checkpoint.
 Weights load with `weights_only=True`; a corrupt, truncated or incompatible checkpoint raises CheckpointError.
+Nothing here imports training code: loading and predicting need only the model and the data layer.
 """
 
 from __future__ import annotations
@@ -14,14 +17,23 @@ import shutil
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
+
+from mtrec.data.schema import Schema
+from mtrec.data.vocab import Vocabularies
+from mtrec.model import ModelSpec, MultiTaskModel
+from mtrec.recipe import Recipe
+
+if TYPE_CHECKING:
+    from mtrec.quant.quantized import QuantizedModel
 
 FORMAT = "mtrec-checkpoint"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.pt"
+FP32_KIND = "multitask"
 
 
 class CheckpointError(RuntimeError):
@@ -105,3 +117,55 @@ def read_tensors(path: str | Path, manifest: dict[str, Any]) -> dict[str, Any]:
         return torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises RuntimeError, EOFError, pickle errors... for damaged files
         raise CheckpointError(f"checkpoint {path}: {WEIGHTS} cannot be read ({type(exc).__name__}: {exc})") from exc
+
+
+def manifest_of(model: MultiTaskModel | QuantizedModel | ModelSpec, kind: str, **extra: Any) -> dict[str, Any]:
+    """The manifest entries that rebuild `model` without its weights (kind, name, tasks, recipe, schema,
+    vocabularies, added tasks), plus `extra` entries of the kind (a quantized plan, ...)."""
+    spec = model if isinstance(model, ModelSpec) else model.spec()
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "versions": library_versions(), "kind": kind, "name": spec.name, "tasks": list(spec.tasks), "recipe": spec.recipe.to_dict(),
+            "schema": spec.schema.to_dict(), "vocabularies": spec.vocabs.to_dict(),
+            "extensions": [dict(e) for e in spec.extensions], **extra}
+
+
+def model_from_manifest(manifest: dict[str, Any], where: str = "manifest", seed: int = 0) -> MultiTaskModel:
+    """A MultiTaskModel with its network built (seeded init, added tasks restored) from a checkpoint manifest;
+    every checkpoint kind (fp32, sharded, quantized) rebuilds its architecture through this one function."""
+    try:
+        recipe = Recipe.from_dict(manifest["recipe"])
+        schema = Schema.from_dict(manifest["schema"])
+        vocabs = Vocabularies.from_dict(manifest["vocabularies"])
+        tasks, name = manifest["tasks"], manifest["name"]
+        extensions = manifest.get("extensions", [])
+        added = {e["task"] for e in extensions}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{where}: manifest is incomplete or invalid ({exc})") from exc
+    model = MultiTaskModel(name, schema, [t for t in tasks if t not in added], recipe)
+    model.build_network(vocabs, seed=seed)
+    try:
+        for extension in extensions:
+            model.restore_extension(extension)
+    except ValueError as exc:
+        raise CheckpointError(f"{where}: an added task cannot be rebuilt ({exc})") from exc
+    return model
+
+
+def save_model(model: MultiTaskModel, path: str | Path) -> Path:
+    """Write an fp32 model checkpoint atomically; returns its path."""
+    network = model.require_network()
+    return write_checkpoint(path, manifest_of(model, FP32_KIND), {"network": network.state_dict()})
+
+
+def load_model(path: str | Path, manifest: dict[str, Any] | None = None) -> MultiTaskModel:
+    """Rebuild an fp32 model from its checkpoint directory (weights load with weights_only=True)."""
+    manifest = manifest if manifest is not None else read_manifest(path)
+    if manifest.get("kind") != FP32_KIND:
+        raise CheckpointError(f"checkpoint {path} holds a {manifest.get('kind')!r} model, not a multitask model")
+    model = model_from_manifest(manifest, where=f"checkpoint {path}")
+    state = read_tensors(path, manifest)
+    try:
+        model.require_network().load_state_dict(state["network"])
+    except (KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint {path}: weights do not match the model in the manifest ({exc})") from exc
+    model.require_network().eval()
+    return model
