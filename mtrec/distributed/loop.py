@@ -13,6 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
@@ -34,7 +35,8 @@ from mtrec.distributed.sinks import CheckpointSink
 from mtrec.distributed.wrap import make_optimizer, shard
 from mtrec.recipe import TrainConfig
 from mtrec.train.loop import seed_everything
-from mtrec.train.metrics import mean_auc, task_metrics
+from mtrec.train.epochs import EpochLoop, LoopSettings, LoopState, Validation
+from mtrec.train.metrics import Metrics, task_metrics
 
 FAILURE_MARKER = "failure_injected"
 DRILL_DELAY_S = 3.0
@@ -54,28 +56,16 @@ class WorkerSpec:
 
 
 @dataclass
-class TrainState:
-    """Where training stands; saved with every checkpoint and restored on resume."""
+class TrainState(LoopState):
+    """Where training stands (the epoch loop's state plus the run's accounting); saved with every checkpoint and
+    restored on resume."""
 
-    step: int = 0
-    epoch: int = 1
-    batch: int = 0
-    examples: int = 0
     planned_steps: int = 0
     steps_per_epoch: int = 0
     world_size: int = 1
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best_epoch: int = 0
-    best_score: float | None = None
-    best_valid: dict[str, dict[str, float]] = field(default_factory=dict)
     best_checkpoint: str | None = None
-    stale: int = 0
-    finished: bool = False
     ledger: list[list[int]] = field(default_factory=list)
     resumes: list[int] = field(default_factory=list)
-    epoch_loss_sum: float = 0.0
-    epoch_loss_count: int = 0
-    epoch_seconds: float = 0.0
     plan: list[dict[str, Any]] = field(default_factory=list)
 
     def record_batch(self, epoch: int, batch: int) -> None:
@@ -84,16 +74,6 @@ class TrainState:
             self.ledger[-1][2] = batch + 1
         else:
             self.ledger.append([epoch, batch, batch + 1])
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for train_state.json."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainState":
-        """Rebuild from train_state.json (unknown keys ignored)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 def check_ledger(state: TrainState) -> None:
@@ -131,7 +111,7 @@ def _rank_mean(value: float) -> float:
 
 
 def evaluate_sharded(model: DistributedModelParallel, valid: EncodedFrame, real_rows: int, tasks: list[str],
-                     batch_size: int) -> dict[str, dict[str, float]]:
+                     batch_size: int) -> Metrics:
     """Collective: per-task metrics of the sharded model on the union of every rank's (padded) validation shard."""
     model.eval()
     parts = []
@@ -249,89 +229,65 @@ class _Worker:
         os._exit(17)
 
     # training ------------------------------------------------------------------------------------
-    def run_epoch(self) -> bool:
-        """Train the rest of the current epoch; returns whether training should stop after it."""
-        cfg, st = self.cfg, self.state
-        if st.batch == 0:
-            st.epoch_loss_sum, st.epoch_loss_count, st.epoch_seconds = 0.0, 0, 0.0
-        stop = st.steps_per_epoch
-        if cfg.max_steps:
-            stop = min(stop, st.batch + cfg.max_steps - st.step)
-        pipeline = TrainPipelineSparseDist(self.dmp, self.optimizer, self.device, execute_all_batches=True)
+    def epoch_batches(self, epoch: int, start: int) -> Iterator[int]:
+        """The indices of the batches left in `epoch` (from `start`), with a train pipeline over this rank's shard
+        of them ready for `step`; the pipeline is detached when the epoch ends."""
+        cfg, stop = self.cfg, self.epoch_stop()
         make = global_epoch_batches if self.global_order else epoch_batches
-        batches = make(self.train, cfg.batch_size, self.world_size, self.rank, cfg.seed, st.epoch, st.batch, stop)
+        self.batches = make(self.train, cfg.batch_size, self.world_size, self.rank, cfg.seed, epoch, start, stop)
+        self.pipeline = TrainPipelineSparseDist(self.dmp, self.optimizer, self.device, execute_all_batches=True)
         self.dmp.train()
-        bar = tqdm(total=st.steps_per_epoch, initial=st.batch, desc=f"epoch {st.epoch}/{cfg.epochs}",
-                   disable=not self.show, leave=False, unit="batch", mininterval=2.0)
-        losses: list[torch.Tensor] = []
-        start = time.perf_counter()
-        for index in range(st.batch, stop):
-            self._maybe_fail()
-            self.dmp.module.progress = min(1.0, st.step / self.total_for_progress)
-            loss, _ = pipeline.progress(batches)
-            losses.append(loss)
-            st.step += 1
-            st.batch = index + 1
-            st.examples += cfg.batch_size
-            st.record_batch(st.epoch, index)
-            bar.update(1)
-            if self.dcfg.checkpoint_every and st.step % self.dcfg.checkpoint_every == 0 and st.batch < stop:
-                self._fold_losses(losses, start)
-                losses, start = [], time.perf_counter()
-                self.checkpoint({})
-        bar.close()
-        pipeline.detach()
-        self._fold_losses(losses, start)
-        return self.end_epoch(stopped_early=bool(cfg.max_steps) and st.step >= cfg.max_steps)
+        try:
+            yield from range(start, stop)
+        finally:
+            self.pipeline.detach()
 
-    def _fold_losses(self, losses: list[torch.Tensor], start: float) -> None:
-        """Collective: add the global batches' losses (each the mean over ranks) to the epoch's running sum."""
-        self.state.epoch_loss_sum += _rank_mean(float(torch.stack(losses).sum()) if losses else 0.0)
-        self.state.epoch_loss_count += len(losses)
-        self.state.epoch_seconds += time.perf_counter() - start
+    def step(self, index: int) -> torch.Tensor:
+        """One global step (this rank's local batch) through the train pipeline."""
+        self._maybe_fail()
+        self.dmp.module.progress = min(1.0, self.state.step / self.total_for_progress)
+        loss, _ = self.pipeline.progress(self.batches)
+        return loss
 
-    def end_epoch(self, stopped_early: bool) -> bool:
-        """Validate, update early stopping, checkpoint; returns whether training is over."""
-        cfg, st = self.cfg, self.state
-        loss = st.epoch_loss_sum / st.epoch_loss_count if st.epoch_loss_count else float("nan")
-        record: dict[str, Any] = {"epoch": st.epoch, "loss": loss,
-                                  "train_seconds": st.epoch_seconds, "steps": st.step}
-        improved = False
-        if self.valid is not None:
-            record["valid"] = evaluate_sharded(self.dmp, self.valid, self.valid_real, self.model.tasks,
-                                               cfg.eval_batch_size)
-            score = mean_auc(record["valid"])
-            record["valid_mean_auc"] = score
-            if st.best_score is None or score > st.best_score:
-                st.best_score, st.stale, st.best_epoch, st.best_valid = score, 0, st.epoch, record["valid"]
-                improved = True
-            else:
-                st.stale += 1
-        else:
-            st.best_epoch, improved = st.epoch, True
-        st.history.append(record)
-        if self.show:
-            shown = f" valid mean AUC {record['valid_mean_auc']:.4f}" if "valid_mean_auc" in record else ""
-            rate = st.epoch_loss_count * cfg.batch_size / max(st.epoch_seconds, 1e-9)
-            tqdm.write(f"epoch {st.epoch}: loss {record['loss']:.4f}{shown} ({rate:,.0f} examples/s, "
-                       f"{self.world_size} workers)")
-        done = stopped_early or st.epoch >= cfg.epochs or (self.valid is not None and st.stale >= cfg.patience)
-        st.finished = done
+    def after_step(self, st: TrainState) -> None:
+        """Ledger the batch just applied; checkpoint every `checkpoint_every` steps (not at the epoch's end)."""
+        st.record_batch(st.epoch, st.batch - 1)
+        every = self.dcfg.checkpoint_every
+        if every and st.step % every == 0 and st.batch < self.epoch_stop():
+            self.loop.fold()
+            self.checkpoint({})
+
+    def epoch_stop(self) -> int:
+        """The batch index the current epoch ends at (earlier when max_steps cuts it); the same all epoch long."""
+        st, cfg = self.state, self.cfg
+        return min(st.steps_per_epoch, st.batch + cfg.max_steps - st.step) if cfg.max_steps else st.steps_per_epoch
+
+    def after_epoch(self, st: TrainState, record: dict[str, Any]) -> None:
+        """Checkpoint the epoch's end (naming it the best checkpoint when the epoch is the best so far)."""
         name = self.checkpoint_name()
-        if improved:
+        if st.best_epoch == record["epoch"]:
             st.best_checkpoint = name
-        finished_epoch = st.epoch
-        st.epoch, st.batch = (st.epoch, st.batch) if done else (st.epoch + 1, 0)
-        self.checkpoint({"epoch": finished_epoch, "loss": record["loss"],
+        self.checkpoint({"epoch": record["epoch"], "loss": record["loss"],
                          "valid_mean_auc": record.get("valid_mean_auc"), "best_epoch": st.best_epoch,
-                         "finished": done})
-        return done
+                         "finished": st.finished})
+
+    def validation(self) -> Validation | None:
+        """Collective: mean AUC of every task on the union of the ranks' validation shards."""
+        if self.valid is None:
+            return None
+        valid = self.valid
+        return Validation(lambda: evaluate_sharded(self.dmp, valid, self.valid_real, self.model.tasks,
+                                                   self.cfg.eval_batch_size))
 
     def run(self) -> TrainState:
         """Resume if a checkpoint exists, then train until done; returns the final state."""
         self.resume()
-        while not self.state.finished:
-            self.run_epoch()
+        settings = LoopSettings(self.cfg.epochs, self.cfg.patience, self.cfg.max_steps, self.state.steps_per_epoch,
+                                progress=self.show, suffix=f", {self.world_size} workers")
+        self.loop = EpochLoop(settings, validation=self.validation(), state=self.state,
+                              size=lambda _: self.cfg.batch_size, reduce=_rank_mean, after_step=self.after_step,
+                              after_epoch=self.after_epoch)
+        self.loop.run(self.epoch_batches, self.step)
         check_ledger(self.state)
         return self.state
 

@@ -189,8 +189,7 @@ def _add_joint(model: MultiTaskModel, name: str, train_frame: pd.DataFrame, vali
     with intra_op_threads(cfg.threads):
         fresh, result = baselines.joint(model, name, train_frame, valid_frame, cfg.seed, progress, **given)
     model.replace_with(fresh)
-    history = [{"epoch": h["epoch"], "loss": h["loss"], "seconds": h["train_seconds"],
-                **({"valid_auc": h["valid"][name]["auc"]} if "valid" in h else {})} for h in result.history]
+    history = [{**h, "valid_auc": h["valid"][name]["auc"]} if "valid" in h else h for h in result.history]
     total = model.num_parameters()
     return AddTaskResult(task=name, method="joint", trainable_params=total, total_params=total,
                          seconds=time.perf_counter() - start, history=history,

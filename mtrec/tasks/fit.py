@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,12 +12,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from mtrec.data.batches import Batch, EncodedFrame
 from mtrec.tasks.cache import RepresentationCache, representations
 from mtrec.tasks.freezing import GradientMasks
 from mtrec.models.heads import TaskHead
+from mtrec.train.epochs import BestState, EpochLoop, LoopSettings, Validation
 from mtrec.train.metrics import task_metrics
 from mtrec.train.optim import dense_adam
 
@@ -94,31 +92,14 @@ def train_epochs(state: nn.Module, batches: Callable[[int], Iterable[Any]], step
                  predict_valid: Callable[[], np.ndarray] | None, valid_labels: np.ndarray | None, cfg: FitConfig,
                  steps_per_epoch: int, progress: bool = False, desc: str = "new task") -> FitResult:
     """Epochs of `step` over `batches(epoch)`; keeps the state of `state` with the best validation AUC."""
-    result, best, best_state, stale = FitResult(), -np.inf, None, 0
-    for epoch in range(1, cfg.epochs + 1):
-        start = time.perf_counter()
-        losses = [step(b) for b in tqdm(batches(epoch), total=steps_per_epoch, desc=f"{desc} epoch {epoch}",
-                                        disable=not progress, leave=False, unit="batch")]
-        record: dict[str, Any] = {"epoch": epoch, "loss": float(torch.stack(losses).mean()) if losses else float("nan"),
-                                  "seconds": time.perf_counter() - start}
-        if predict_valid is not None and valid_labels is not None:
-            record["valid_auc"] = auc_of(valid_labels, predict_valid())
-            if record["valid_auc"] > best:
-                best, stale, result.best_epoch = record["valid_auc"], 0, epoch
-                best_state, result.valid_auc = copy.deepcopy(state.state_dict()), record["valid_auc"]
-            else:
-                stale += 1
-        result.history.append(record)
-        if progress:
-            shown = f", valid AUC {record['valid_auc']:.4f}" if "valid_auc" in record else ""
-            tqdm.write(f"{desc} epoch {epoch}: loss {record['loss']:.4f}{shown} ({record['seconds']:.2f} s)")
-        if stale >= cfg.patience:
-            break
-    if best_state is not None:
-        state.load_state_dict(best_state)
-    else:
-        result.best_epoch = len(result.history)
-    return result
+    validation = None
+    if predict_valid is not None and valid_labels is not None:
+        validation = Validation(lambda: {"task": {"auc": auc_of(valid_labels, predict_valid())}},
+                                key="valid_auc", label="valid AUC")
+    loop = EpochLoop(LoopSettings(cfg.epochs, cfg.patience, steps_per_epoch=steps_per_epoch, desc=f"{desc} epoch",
+                                  progress=progress), validation=validation, keeper=BestState(state))
+    done = loop.run(lambda epoch, _start: batches(epoch), step)
+    return FitResult(history=done.history, best_epoch=done.best_epoch, valid_auc=done.best_score)
 
 
 def head_probabilities(head: TaskHead, cache: RepresentationCache, batch_size: int) -> np.ndarray:

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import random
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from mtrec.data.batches import Batch, EncodedFrame
 from mtrec.data.io import read_frame
@@ -21,7 +20,8 @@ from mtrec.data.vocab import Vocabularies
 from mtrec.model import MultiTaskModel
 from mtrec.recipe import TrainConfig
 from mtrec.train.fused import fuse_embeddings, fused_parameter_ids, unfuse_embeddings
-from mtrec.train.metrics import mean_auc, task_metrics
+from mtrec.train.epochs import BestState, EpochLoop, LoopSettings, Validation
+from mtrec.train.metrics import Metrics, task_metrics
 from mtrec.train.optim import dense_adam
 
 
@@ -31,7 +31,7 @@ class TrainResult:
 
     history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int = 0
-    best_valid: dict[str, dict[str, float]] = field(default_factory=dict)
+    best_valid: Metrics = field(default_factory=dict)
     seconds: float = 0.0
     steps: int = 0
     examples: int = 0
@@ -39,7 +39,7 @@ class TrainResult:
     @property
     def examples_per_second(self) -> float:
         """Training examples processed per second of training-step time."""
-        train_seconds = sum(h["train_seconds"] for h in self.history) or 1e-9
+        train_seconds = sum(h["seconds"] for h in self.history) or 1e-9
         return self.examples / train_seconds
 
 
@@ -50,7 +50,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def evaluate_encoded(model: MultiTaskModel, encoded: EncodedFrame, batch_size: int = 8192) -> dict[str, dict[str, float]]:
+def evaluate_encoded(model: MultiTaskModel, encoded: EncodedFrame, batch_size: int = 8192) -> Metrics:
     """Per-task AUC / logloss of the model on an encoded, labelled frame."""
     probs = model.predict_array(encoded, batch_size)
     return task_metrics(encoded.labels_array(), probs, model.tasks)
@@ -132,62 +132,38 @@ def fit_encoded(model: MultiTaskModel, encoded: EncodedFrame, encoded_valid: Enc
                 progress: bool = True) -> TrainResult:
     """The loop itself, over already-encoded frames (also used by benchmarks to time training alone)."""
     network = model.require_network()
-    result = TrainResult()
     start = time.perf_counter()
-    fuse_embeddings(network, cfg.embedding_optimizer, cfg.embedding_lr)
-    skip = fused_parameter_ids(network)
-    dense_params = [p for p in network.parameters() if p.requires_grad and id(p) not in skip]
-    optimizer = dense_adam(dense_params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step = make_step(network, optimizer, progress=lambda: min(1.0, result.steps / total_steps),
-                     autocast_bf16=cfg.autocast_bf16, compile=cfg.compile)
     steps_per_epoch = max(1, len(encoded) // cfg.batch_size)
     total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
-    best_score, best_state, stale = -np.inf, None, 0
+    fuse_embeddings(network, cfg.embedding_optimizer, cfg.embedding_lr)
     try:
-        for epoch in range(1, cfg.epochs + 1):
+        loop = EpochLoop(LoopSettings(cfg.epochs, cfg.patience, cfg.max_steps, steps_per_epoch, progress=progress),
+                         validation=frame_validation(model, encoded_valid, cfg.eval_batch_size),
+                         keeper=BestState(network))
+        step = make_step(network, dense_optimizer(network, cfg), progress=lambda: min(1.0, loop.state.step / total_steps),
+                         autocast_bf16=cfg.autocast_bf16, compile=cfg.compile)
+
+        def batches(epoch: int, _start: int) -> Iterable[Batch]:
             network.train()
-            epoch_start = time.perf_counter()
-            losses: list[torch.Tensor] = []
-            bar = tqdm(encoded.batches(cfg.batch_size, shuffle=True, seed=cfg.seed + epoch, drop_last=True),
-                       total=steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress,
-                       leave=False, unit="batch")
-            for batch in bar:
-                losses.append(step(batch))
-                result.steps += 1
-                result.examples += len(batch)
-                if progress and result.steps % 50 == 0:
-                    elapsed = time.perf_counter() - epoch_start
-                    bar.set_postfix(loss=f"{float(torch.stack(losses[-50:]).mean()):.4f}",
-                                    ex_s=f"{len(losses) * cfg.batch_size / elapsed:,.0f}")
-                if cfg.max_steps and result.steps >= cfg.max_steps:
-                    break
-            bar.close()
-            record: dict[str, Any] = {"epoch": epoch,
-                                      "loss": float(torch.stack(losses).mean()) if losses else float("nan"),
-                                      "train_seconds": time.perf_counter() - epoch_start}
-            if encoded_valid is not None:
-                record["valid"] = evaluate_encoded(model, encoded_valid, cfg.eval_batch_size)
-                score = mean_auc(record["valid"])
-                record["valid_mean_auc"] = score
-                if score > best_score:
-                    best_score, stale, result.best_epoch = score, 0, epoch
-                    best_state = copy.deepcopy(network.state_dict())
-                    result.best_valid = record["valid"]
-                else:
-                    stale += 1
-            result.history.append(record)
-            if progress:
-                shown = f" valid mean AUC {record['valid_mean_auc']:.4f}" if "valid_mean_auc" in record else ""
-                tqdm.write(f"epoch {epoch}: loss {record['loss']:.4f}{shown} "
-                           f"({len(losses) * cfg.batch_size / record['train_seconds']:,.0f} examples/s)")
-            if (encoded_valid is not None and stale >= cfg.patience) or (cfg.max_steps and result.steps >= cfg.max_steps):
-                break
+            return encoded.batches(cfg.batch_size, shuffle=True, seed=cfg.seed + epoch, drop_last=True)
+
+        state = loop.run(batches, step)
     finally:
         unfuse_embeddings(network)
-    if best_state is not None:
-        network.load_state_dict(best_state)
-    else:
-        result.best_epoch = len(result.history)
     network.eval()
-    result.seconds = time.perf_counter() - start
-    return result
+    return TrainResult(history=state.history, best_epoch=state.best_epoch, best_valid=state.best_valid,
+                       seconds=time.perf_counter() - start, steps=state.step, examples=state.examples)
+
+
+def dense_optimizer(network: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam over the trainable parameters the fused embedding modules do not update themselves."""
+    skip = fused_parameter_ids(network)
+    return dense_adam([p for p in network.parameters() if p.requires_grad and id(p) not in skip], lr=cfg.lr,
+                      weight_decay=cfg.weight_decay)
+
+
+def frame_validation(model: MultiTaskModel, encoded_valid: EncodedFrame | None, batch_size: int) -> Validation | None:
+    """Early stopping on the mean AUC of the model's tasks on an encoded validation frame (None without one)."""
+    if encoded_valid is None:
+        return None
+    return Validation(lambda: evaluate_encoded(model, encoded_valid, batch_size))

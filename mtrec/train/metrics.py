@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import log_loss, roc_auc_score
 
+Metrics = dict[str, dict[str, float]]  # {task: {"auc", "logloss", ...}}
 
-def task_metrics(labels: np.ndarray, probs: np.ndarray, tasks: list[str]) -> dict[str, dict[str, float]]:
+
+def task_metrics(labels: np.ndarray, probs: np.ndarray, tasks: list[str]) -> Metrics:
     """{task: {"auc", "logloss", "positive_rate", "rows"}} for [N, T] labels and probabilities."""
     out: dict[str, dict[str, float]] = {}
     for i, task in enumerate(tasks):
@@ -18,6 +20,6 @@ def task_metrics(labels: np.ndarray, probs: np.ndarray, tasks: list[str]) -> dic
     return out
 
 
-def mean_auc(metrics: dict[str, dict[str, float]]) -> float:
+def mean_auc(metrics: Metrics) -> float:
     """Mean AUC over tasks (the early-stopping score)."""
     return float(np.mean([m["auc"] for m in metrics.values()]))
