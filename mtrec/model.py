@@ -18,6 +18,7 @@ from mtrec.data.vocab import Vocabularies
 from mtrec.errors import DataError
 from mtrec.models.extension import extend_target, task_heads
 from mtrec.models.heads import TaskHead, build_head
+from mtrec.models.inputs import run_network
 from mtrec.recipe import Recipe
 
 
@@ -140,8 +141,7 @@ class MultiTaskModel:
     # inference ----------------------------------------------------------------------------------
     def logits_of(self, batch: Batch) -> torch.Tensor:
         """Per-task logits [B, T] for one batch (no grad bookkeeping by the caller's choice)."""
-        out = self.require_network()(batch.as_dict())
-        return out["logits"]
+        return run_network(self.require_network(), batch)["logits"]
 
     def iter_probabilities(self, encoded: EncodedFrame, batch_size: int = 8192) -> Iterator[np.ndarray]:
         """Yield [B, T] probabilities batch by batch, in input order."""

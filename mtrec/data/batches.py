@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,13 +24,6 @@ class Batch(Pipelineable):
     sparse: KeyedJaggedTensor
     dense: torch.Tensor
     labels: torch.Tensor | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """{"sparse", "dense"[, "labels"]}: the model's input dict."""
-        out: dict[str, Any] = {"sparse": self.sparse, "dense": self.dense}
-        if self.labels is not None:
-            out["labels"] = self.labels
-        return out
 
     def __len__(self) -> int:
         return int(self.dense.shape[0])

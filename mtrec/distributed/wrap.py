@@ -8,7 +8,6 @@ one `CombinedOptimizer`, so a checkpoint holds the whole optimizer state.
 
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -23,6 +22,7 @@ from torchrec.optim.optimizers import in_backward_optimizer_filter
 
 from mtrec.data.batches import Batch
 from mtrec.distributed.sharders import EBCSharder
+from mtrec.models.inputs import run_network
 from mtrec.train.fused import OPTIMIZERS
 from mtrec.train.optim import dense_adam
 
@@ -45,11 +45,8 @@ class TrainModule(nn.Module):
         self.autocast_bf16 = autocast_bf16
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        inputs: dict[str, Any] = {"sparse": batch.sparse, "dense": batch.dense, "labels": batch.labels,
-                                  "progress": torch.tensor(float(self.progress))}
-        with torch.autocast(self.device_type, dtype=torch.bfloat16,
-                            enabled=self.autocast_bf16 and self.training):
-            out = self.network(inputs)
+        out = run_network(self.network, batch, labels=True, progress=self.progress,
+                          bf16=self.autocast_bf16 and self.training, device_type=self.device_type)
         return out["loss"], (out["loss"].detach(), out["logits"].detach())
 
 

@@ -21,6 +21,7 @@ from mtrec.data.io import read_frame
 from mtrec.data.schema import Schema
 from mtrec.data.vocab import Vocabularies
 from mtrec.errors import DataError
+from mtrec.models.inputs import run_network
 from mtrec.quant.features import FastEncoder
 
 
@@ -45,13 +46,12 @@ class Predictor:
         return self.encoder.encode(frame)
 
     def batches(self, encoded: EncodedFrame, batch_size: int | None = None) -> Iterator[Batch]:
-        """Consecutive batches of an encoded frame, ready for the network (features only, no labels)."""
-        for batch in encoded.batches(batch_size or self.batch_size):
-            yield Batch(batch.sparse, batch.dense)
+        """Consecutive batches of an encoded frame (the network reads only their features)."""
+        return encoded.batches(batch_size or self.batch_size)
 
     def logits(self, batch: Batch) -> torch.Tensor:
         """[B, T] logits of one batch (call under torch.inference_mode)."""
-        return self.network({"sparse": batch.sparse, "dense": batch.dense})["logits"]
+        return run_network(self.network, batch)["logits"]
 
     def predict_encoded(self, encoded: EncodedFrame, batch_size: int | None = None) -> np.ndarray:
         """[N, T] float32 probabilities, in row order."""

@@ -21,6 +21,7 @@ from mtrec.tasks.cache import RepresentationCache, representations
 from mtrec.tasks.fit import FIT_OPTIONS, RECIPE_KEYS, FitConfig, FitResult, fit_head, intra_op_threads
 from mtrec.tasks.freezing import count_parameters, frozen
 from mtrec.models.heads import TaskHead
+from mtrec.models.inputs import network_inputs
 from mtrec.models.prompt import prompt_head, tower_head
 from mtrec.recipe import TrainConfig
 
@@ -94,7 +95,7 @@ def representation_shapes(model: MultiTaskModel, encoded: EncodedFrame) -> dict[
     """Shapes of the backbone's representations on two rows (to size a head)."""
     network = model.require_network()
     with frozen(network), torch.no_grad():
-        reps = representations(network, encoded.take(np.arange(min(2, len(encoded)))).as_dict())
+        reps = representations(network, network_inputs(encoded.take(np.arange(min(2, len(encoded))))))
     return {k: tuple(v.shape) for k, v in reps.items()}
 
 

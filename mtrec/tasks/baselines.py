@@ -27,6 +27,7 @@ from mtrec.model import MultiTaskModel
 from mtrec.tasks.fit import FitConfig, FitResult, fit_backbone, network_logit
 from mtrec.tasks.freezing import GradientMasks, count_parameters, top_fraction_masks
 from mtrec.models.heads import TaskHead
+from mtrec.models.inputs import run_network
 from mtrec.train.loop import TrainResult
 from mtrec.train.loop import train as train_model
 
@@ -62,7 +63,7 @@ def old_tasks_loss(network: nn.Module, seed: int) -> Callable[[Batch], torch.Ten
     generator = torch.Generator().manual_seed(seed)
 
     def loss(batch: Batch) -> torch.Tensor:
-        logits = network({"sparse": batch.sparse, "dense": batch.dense})["logits"]
+        logits = run_network(network, batch)["logits"]
         sampled = torch.bernoulli(torch.sigmoid(logits.detach()), generator=generator)
         return F.binary_cross_entropy_with_logits(logits, sampled, reduction="sum") / len(batch)
 

@@ -16,6 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mtrec.data.batches import EncodedFrame
+from mtrec.models.inputs import network_inputs
 from mtrec.tasks.freezing import frozen
 
 Reps = dict[str, torch.Tensor]
@@ -47,7 +48,7 @@ class RepresentationCache:
     def _compute(self, frame: EncodedFrame, constants: tuple[str, ...] = ()) -> Reps:
         """Representations `keys` (+ `constants`) of a whole (chunk) frame, without gradients, in eval mode."""
         with frozen(self.network), torch.no_grad():
-            parts = [representations(self.network, b.as_dict()) for b in frame.batches(self.chunk_rows)]
+            parts = [representations(self.network, network_inputs(b)) for b in frame.batches(self.chunk_rows)]
         out = {k: torch.cat([p[k] for p in parts]) if len(parts) > 1 else parts[0][k].contiguous() for k in self.keys}
         out.update({k: parts[0][k].detach().clone() for k in constants})
         return out

@@ -17,6 +17,7 @@ from mtrec.data.batches import Batch, EncodedFrame
 from mtrec.tasks.cache import RepresentationCache, representations
 from mtrec.tasks.freezing import GradientMasks
 from mtrec.models.heads import TaskHead
+from mtrec.models.inputs import network_inputs
 from mtrec.train.epochs import BestState, EpochLoop, LoopSettings, Validation
 from mtrec.train.metrics import task_metrics
 from mtrec.train.optim import dense_adam
@@ -134,7 +135,7 @@ def fit_head(head: TaskHead, train: RepresentationCache, valid: RepresentationCa
 
 def network_logit(network: nn.Module, head: TaskHead, batch: Batch) -> torch.Tensor:
     """The new task's logit [B] through the (trainable) embedding and encoder representations."""
-    return head(representations(network, batch.as_dict()))
+    return head(representations(network, network_inputs(batch)))
 
 
 def network_probabilities(network: nn.Module, head: TaskHead, encoded: EncodedFrame, batch_size: int) -> np.ndarray:

@@ -18,6 +18,7 @@ from mtrec.data.batches import Batch, EncodedFrame
 from mtrec.data.io import read_frame
 from mtrec.data.vocab import Vocabularies
 from mtrec.model import MultiTaskModel
+from mtrec.models.inputs import bf16_autocast, network_inputs
 from mtrec.recipe import TrainConfig
 from mtrec.train.fused import fuse_embeddings, fused_parameter_ids, unfuse_embeddings
 from mtrec.train.epochs import BestState, EpochLoop, LoopSettings, Validation
@@ -66,9 +67,8 @@ def make_step(network: torch.nn.Module, optimizer: torch.optim.Optimizer, progre
     dense = _compiled_dense(network) if compile else None
 
     def step(batch: Batch) -> torch.Tensor:
-        inputs = batch.as_dict()
-        inputs["progress"] = torch.tensor(float(progress()))
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast_bf16):
+        inputs = network_inputs(batch, labels=True, progress=progress())
+        with bf16_autocast(autocast_bf16):
             if dense is not None:
                 loss = dense(network.embedding(inputs), inputs["labels"], inputs["progress"])
             else:

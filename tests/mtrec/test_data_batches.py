@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from mtrec.data.batches import Batch, encode_frame
+from mtrec.models.inputs import network_inputs
 from mtrec.data.schema import Schema
 from mtrec.data.vocab import Vocabularies
 from mtrec.errors import DataError
@@ -54,7 +55,7 @@ def test_kjt_layout_and_lengths() -> None:
     assert b.dense.shape == (4, 2) and b.dense.dtype == torch.float32
     assert b.labels.shape == (4, 2) and b.labels.dtype == torch.float32
     assert torch.equal(b.labels, torch.tensor(df[["t1", "t2"]].to_numpy(dtype=np.float32)[:4]))
-    assert len(b) == 4 and set(b.as_dict()) == {"sparse", "dense", "labels"}
+    assert len(b) == 4 and set(network_inputs(b, labels=True, progress=0.5)) == {"sparse", "dense", "labels", "progress"}
 
 
 def test_take_gathers_jagged_rows() -> None:
@@ -90,7 +91,9 @@ def test_prediction_frame_without_labels_and_no_dense() -> None:
     v = Vocabularies.fit(df, schema)
     enc = encode_frame(df.drop(columns=["t1"]), schema, v, require_labels=False)
     b = next(enc.batches(3))
-    assert b.labels is None and "labels" not in b.as_dict()
+    assert b.labels is None and set(network_inputs(b)) == {"sparse", "dense"}
+    with pytest.raises(ValueError, match="no labels"):
+        network_inputs(b, labels=True)
     with pytest.raises(DataError, match="without labels"):
         enc.labels_array()
     assert b.dense.shape == (3, 0)
