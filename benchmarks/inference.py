@@ -26,7 +26,7 @@ import mtrec
 from benchmarks.common import write_results
 from mtrec.data.batches import EncodedFrame
 from mtrec.quant import QuantizedModel, quantize, uniform_plan
-from mtrec.quant.measure import task_aucs
+from mtrec.train.metrics import task_aucs
 from mtrec.quant.units import fp32_state_bytes
 
 UNIFORM = {"fp16": ("fp16", "fp16"), "int8": ("int8", "int8"), "int4": ("int4", "int8")}

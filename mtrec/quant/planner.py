@@ -30,13 +30,14 @@ from mtrec.data.io import read_frame
 from mtrec.errors import DataError
 from mtrec.model import MultiTaskModel
 from mtrec.quant.dense import quantize_dense
-from mtrec.quant.measure import auc_drops, median_seconds, task_aucs
+from mtrec.quant.measure import auc_drops, median_seconds
 from mtrec.quant.precision import QuantizationError
 from mtrec.quant.predictor import Predictor
 from mtrec.quant.quantized import QuantizedModel
 from mtrec.quant.tables import quantize_tables
 from mtrec.quant.units import Unit, convert, find_units, fp32_state_bytes, fused_relu, network_bytes
 from mtrec.quant.workbench import Workbench
+from mtrec.train.metrics import task_aucs
 
 OBJECTIVES = ("latency", "size")
 MODES = ("auto", "fully_quant", "dense_only")

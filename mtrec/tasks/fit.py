@@ -19,7 +19,7 @@ from mtrec.tasks.freezing import GradientMasks
 from mtrec.models.heads import TaskHead
 from mtrec.models.inputs import network_inputs
 from mtrec.train.epochs import BestState, EpochLoop, LoopSettings, Validation
-from mtrec.train.metrics import task_metrics
+from mtrec.train.metrics import auc
 from mtrec.train.optim import dense_adam
 
 
@@ -84,18 +84,13 @@ class FitResult:
     valid_auc: float | None = None
 
 
-def auc_of(labels: np.ndarray, probs: np.ndarray) -> float:
-    """ROC AUC of one binary task (NaN when only one class is present)."""
-    return task_metrics(labels.reshape(-1, 1), probs.reshape(-1, 1), ["task"])["task"]["auc"]
-
-
 def train_epochs(state: nn.Module, batches: Callable[[int], Iterable[Any]], step: Callable[[Any], torch.Tensor],
                  predict_valid: Callable[[], np.ndarray] | None, valid_labels: np.ndarray | None, cfg: FitConfig,
                  steps_per_epoch: int, progress: bool = False, desc: str = "new task") -> FitResult:
     """Epochs of `step` over `batches(epoch)`; keeps the state of `state` with the best validation AUC."""
     validation = None
     if predict_valid is not None and valid_labels is not None:
-        validation = Validation(lambda: {"task": {"auc": auc_of(valid_labels, predict_valid())}},
+        validation = Validation(lambda: {"task": {"auc": auc(valid_labels, predict_valid())}},
                                 key="valid_auc", label="valid AUC")
     loop = EpochLoop(LoopSettings(cfg.epochs, cfg.patience, steps_per_epoch=steps_per_epoch, desc=f"{desc} epoch",
                                   progress=progress), validation=validation, keeper=BestState(state))
