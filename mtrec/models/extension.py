@@ -2,8 +2,9 @@
 
 The heads live in `network.task_heads` (so their weights are in the network's state_dict) and run from a
 forward hook on the encoder: after the encoder's own forward has produced the old tasks' logits (untouched,
-so they stay bit-identical), the hook computes the encoder's representations of the same input and appends
-one logit per added task. The hook is a bound method of the heads module, so deep copies stay consistent.
+so they stay bit-identical), the hook reads the representations that forward computed on the way (its output's
+"representations"; an encoder without them has them recomputed) and appends one logit per added task, so the
+experts run once per forward however many tasks were added. The hook is a bound method of the heads module, so deep copies stay consistent.
 `MultiTaskModel.attach_task` is the one caller that wires a head in.
 """
 
@@ -26,7 +27,9 @@ class TaskHeads(nn.Module):
         """Forward hook: append the added tasks' logits (and shared-only logits, if the encoder gives them)."""
         if not len(self.heads) or not isinstance(output, dict):
             return output
-        reps = encoder.representations(args[0])
+        reps = output.get("representations")
+        if reps is None:
+            reps = encoder.representations(args[0])
         out = dict(output)
         out["logits"] = torch.cat([output["logits"], *(h(reps).unsqueeze(1) for h in self.heads.values())], dim=1)
         if "shared_logits" in output:

@@ -42,9 +42,14 @@ class MMoE(nn.Module):
     def representations(self, emb: torch.Tensor) -> dict[str, torch.Tensor]:
         """{"emb", "gate_in" [B, in], "experts" [B, E, d], "s": mean of experts [B, d], "gates" [B, T, E],
         "task_repr": each tower's input [B, T, d]}."""
-        experts, gates, mixed = self._mix(emb)
+        return self._representations(emb, *self._mix(emb))
+
+    def _representations(self, emb: torch.Tensor, experts: torch.Tensor, gates: torch.Tensor,
+                         mixed: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"emb": emb, "gate_in": emb, "experts": to_batch_major(experts), "s": experts.mean(dim=0),
                 "gates": to_batch_major(gates), "task_repr": to_batch_major(mixed)}
 
     def forward(self, emb: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        return {"logits": to_batch_major(self.towers(self._mix(emb)[2]))}
+        experts, gates, mixed = self._mix(emb)
+        return {"logits": to_batch_major(self.towers(mixed)),
+                "representations": self._representations(emb, experts, gates, mixed)}

@@ -81,7 +81,9 @@ class MPTRec(nn.Module):
     def representations(self, emb: torch.Tensor) -> dict[str, torch.Tensor]:
         """{"emb", "gate_in": the gates' input [B, in], "s": shared [B, d], "r": task-specific [B, T, d],
         "prompts": [T, d]}: everything a new-task head reads from the frozen backbone."""
-        s, r = self._experts(emb)
+        return self._representations(emb, *self._experts(emb))
+
+    def _representations(self, emb: torch.Tensor, s: torch.Tensor, r: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"emb": emb, "gate_in": emb, "s": s, "r": to_batch_major(r), "prompts": self.prompts.weight}
 
     def fuse(self, emb: torch.Tensor, s: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
@@ -96,7 +98,8 @@ class MPTRec(nn.Module):
         s, r = self._experts(emb)
         gates, prompted, mixed = self.fuse(emb, s, r)
         out = {"logits": to_batch_major(self.towers(mixed)), "gates": to_batch_major(gates), "s": s,
-               "prompted": to_batch_major(prompted), "prompts": self.prompts.weight}
+               "prompted": to_batch_major(prompted), "prompts": self.prompts.weight,
+               "representations": self._representations(emb, s, r)}
         if self.training or batch.get(self.label_key) is not None:
             out.update(self.auxiliary(s, gates, batch.get("progress", 1.0)))
         return out

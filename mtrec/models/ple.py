@@ -93,7 +93,10 @@ class PLE(nn.Module):
         """{"emb", "gate_in": the last level's shared-path input [B, in'], "experts": the last level's experts
         [B, E, d] (task 0's, task 1's, ..., then the shared ones), "s": mean of its shared experts [B, d],
         "task_repr": each tower's input [B, T, d]}."""
-        x, experts, out = self._run(emb)
+        return self._representations(emb, *self._run(emb))
+
+    def _representations(self, emb: torch.Tensor, x: torch.Tensor, experts: torch.Tensor,
+                         out: torch.Tensor) -> dict[str, torch.Tensor]:
         last = self.levels[-1]
         shared = experts[last.num_tasks * last.num_task_experts:] if last.num_shared_experts else experts
         gate_in = x if x.dim() == 2 else x[last.num_tasks]
@@ -101,4 +104,6 @@ class PLE(nn.Module):
                 "task_repr": to_batch_major(out)}
 
     def forward(self, emb: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        return {"logits": to_batch_major(self.towers(self._run(emb)[2]))}
+        x, experts, out = self._run(emb)
+        return {"logits": to_batch_major(self.towers(out)),
+                "representations": self._representations(emb, x, experts, out)}

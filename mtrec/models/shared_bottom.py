@@ -35,8 +35,12 @@ class SharedBottom(nn.Module):
 
     def representations(self, emb: torch.Tensor) -> dict[str, torch.Tensor]:
         """{"emb", "gate_in": the input [B, in], "s": shared representation [B, d], "experts": s as [B, 1, d]}."""
-        s = self.shared(emb)
+        return self._representations(emb, self.shared(emb))
+
+    @staticmethod
+    def _representations(emb: torch.Tensor, s: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"emb": emb, "gate_in": emb, "s": s, "experts": s.unsqueeze(1)}
 
     def forward(self, emb: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        return {"logits": to_batch_major(self.towers(self.shared(emb)))}
+        s = self.shared(emb)
+        return {"logits": to_batch_major(self.towers(s)), "representations": self._representations(emb, s)}

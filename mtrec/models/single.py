@@ -31,7 +31,12 @@ class SingleTaskNets(nn.Module):
 
     def representations(self, emb: torch.Tensor) -> dict[str, torch.Tensor]:
         """{"emb", "gate_in": the input [B, in], "task_repr": each task's net output [B, T, d]}."""
-        return {"emb": emb, "gate_in": emb, "task_repr": to_batch_major(self.nets(emb))}
+        return self._representations(emb, self.nets(emb))
+
+    @staticmethod
+    def _representations(emb: torch.Tensor, nets: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"emb": emb, "gate_in": emb, "task_repr": to_batch_major(nets)}
 
     def forward(self, emb: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        return {"logits": to_batch_major(self.towers(self.nets(emb)))}
+        nets = self.nets(emb)
+        return {"logits": to_batch_major(self.towers(nets)), "representations": self._representations(emb, nets)}

@@ -96,10 +96,15 @@ class STEM(nn.Module):
     def representations(self, emb: torch.Tensor) -> dict[str, torch.Tensor]:
         """{"emb", "gate_in": the shared copy [B, S + dense], "copies" [B, T+1, S + dense], "experts" [B, E, d]
         (task 0's, ..., then the shared ones), "s": mean of the shared experts [B, d], "task_repr" [B, T, d]}."""
-        x, experts, mixed = self._run(emb)
+        return self._representations(emb, *self._run(emb))
+
+    def _representations(self, emb: torch.Tensor, x: torch.Tensor, experts: torch.Tensor,
+                         mixed: torch.Tensor) -> dict[str, torch.Tensor]:
         shared = experts[self.num_tasks * self.num_task_experts:]
         return {"emb": emb, "gate_in": x[self.num_tasks], "copies": to_batch_major(x),
                 "experts": to_batch_major(experts), "s": shared.mean(dim=0), "task_repr": to_batch_major(mixed)}
 
     def forward(self, emb: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        return {"logits": to_batch_major(self.towers(self._run(emb)[2]))}
+        x, experts, mixed = self._run(emb)
+        return {"logits": to_batch_major(self.towers(mixed)),
+                "representations": self._representations(emb, x, experts, mixed)}

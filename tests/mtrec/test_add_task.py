@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import mtrec
+from mtrec.models.layers import BatchedLinear
 from mtrec.tasks.cache import RepresentationCache
 from mtrec.models.prompt import MPTRecPromptHead
 
@@ -55,9 +56,23 @@ def assert_unchanged(model: mtrec.MultiTaskModel, before: dict[str, torch.Tensor
         assert torch.equal(now[k], v), k
 
 
+def encoder_layer_calls(model: mtrec.MultiTaskModel, frame: pd.DataFrame) -> int:
+    """How many times the encoder's batched layers run while predicting `frame` (one batch)."""
+    calls = []
+    hooks = [m.register_forward_hook(lambda *_: calls.append(1)) for m in model.network.encoder.modules()
+             if isinstance(m, BatchedLinear)]
+    try:
+        model.predict(frame, batch_size=len(frame))
+    finally:
+        for h in hooks:
+            h.remove()
+    return len(calls)
+
+
 def test_prompt_adds_a_column_and_keeps_old_tasks_bit_identical(model, frames):
     train, valid, test = frames
     old = model.predict(test).to_numpy()
+    calls = encoder_layer_calls(model, test)
     state = frozen_state(model)
     result = mtrec.add_task(model, "education", train, valid=valid, **FAST)
     assert result.method == "prompt" and result.task == "education"
@@ -71,6 +86,7 @@ def test_prompt_adds_a_column_and_keeps_old_tasks_bit_identical(model, frames):
     out = model.predict(test)
     assert list(out.columns) == ["income", "married", "education"]
     assert np.array_equal(out.to_numpy()[:, :2], old)
+    assert encoder_layer_calls(model, test) == calls  # the head reuses the forward's representations
     assert_unchanged(model, state)
     metrics = mtrec.evaluate(model, test)
     assert set(metrics) == {"income", "married", "education"} and metrics["education"]["auc"] > 0.75
@@ -212,9 +228,11 @@ def test_prompt_on_other_backbones(adult, frames, backbone, kind):
     model = mtrec.build_model(backbone, schema=adult.schema, tasks=adult.tasks, dataset="adult")
     mtrec.train(model, train, epochs=1, progress=False)
     old = model.predict(test).to_numpy()
+    calls = encoder_layer_calls(model, test)
     result = mtrec.add_task(model, "education", train, valid=valid, **FAST)
     assert model.extensions[-1]["head"]["kind"] == kind and result.trainable_share < 0.15
     assert np.array_equal(model.predict(test).to_numpy()[:, :2], old)
+    assert encoder_layer_calls(model, test) == calls
 
 
 def test_tower_needs_a_shared_representation(adult, frames):
