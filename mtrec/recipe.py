@@ -31,8 +31,8 @@ class TrainConfig:
     eval_batch_size: int = 8192
     max_steps: int | None = None
     threads: int = 0
-    autocast_bf16: bool = False
-    compile: bool = False
+    autocast_bf16: bool | None = None  # None: bf16 where the CPU has native bf16 (train/execution.py)
+    compile: bool | None = None  # None: torch.compile when measured to win on a long enough run
 
     def validate(self) -> None:
         """Range checks that types alone cannot express."""

@@ -36,6 +36,7 @@ from mtrec.distributed.wrap import make_optimizer, shard
 from mtrec.recipe import TrainConfig
 from mtrec.train.loop import seed_everything
 from mtrec.train.epochs import EpochLoop, LoopSettings, LoopState, Validation
+from mtrec.train.execution import describe, resolve_bf16
 from mtrec.train.metrics import Metrics, task_metrics
 
 FAILURE_MARKER = "failure_injected"
@@ -162,8 +163,11 @@ class _Worker:
         if rank == 0:
             tqdm.write(format_plan(plan, world_size))
         self.plan_rows = [dataclasses.asdict(t) for t in plan_tables(plan)]
+        bf16 = resolve_bf16(self.cfg.autocast_bf16)
+        if self.show:
+            tqdm.write(f"worker 0: {describe(bf16, self.cfg.autocast_bf16, False)}")
         self.dmp = shard(network, plan, device, self.cfg.embedding_optimizer, self.cfg.embedding_lr, pg,
-                         autocast_bf16=self.cfg.autocast_bf16)
+                         autocast_bf16=bf16)
         if self.cfg.compile and self.show:
             tqdm.write("note: train.compile applies to single-process training; distributed workers run eager")
         self.optimizer = make_optimizer(self.dmp, self.cfg.lr, self.cfg.embedding_optimizer, self.cfg.embedding_lr,

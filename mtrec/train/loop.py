@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
-import warnings
 from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from mtrec.data.batches import Batch, EncodedFrame
 from mtrec.data.io import read_frame
@@ -21,6 +21,7 @@ from mtrec.model import MultiTaskModel
 from mtrec.models.inputs import bf16_autocast, network_inputs
 from mtrec.recipe import TrainConfig
 from mtrec.train.fused import fuse_embeddings, fused_parameter_ids, unfuse_embeddings
+from mtrec.train.execution import AdaptiveStep, describe, resolve_bf16
 from mtrec.train.epochs import BestState, EpochLoop, LoopSettings, Validation
 from mtrec.train.metrics import Metrics, task_metrics
 from mtrec.train.optim import dense_adam
@@ -36,6 +37,7 @@ class TrainResult:
     seconds: float = 0.0
     steps: int = 0
     examples: int = 0
+    execution: dict[str, Any] = field(default_factory=dict)
 
     @property
     def examples_per_second(self) -> float:
@@ -58,27 +60,39 @@ def evaluate_encoded(model: MultiTaskModel, encoded: EncodedFrame, batch_size: i
 
 
 def make_step(network: torch.nn.Module, optimizer: torch.optim.Optimizer, progress: Callable[[], float],
-              autocast_bf16: bool = False, compile: bool = False) -> Callable[[Batch], torch.Tensor]:
+              autocast_bf16: bool = False, compile: bool | None = False, planned_steps: int = 0,
+              show: bool = False) -> Callable[[Batch], torch.Tensor]:
     """One training step on a batch (forward, backward with the fused table update, dense optimizer step).
 
-    `compile` runs the dense part (encoder + target) through torch.compile; the embedding lookup stays eager
-    (FBGEMM fused kernels), and the network's modules are not replaced, so state dicts keep their keys.
+    `compile` True runs the dense part (encoder + target) through torch.compile, None lets the run decide by
+    measurement (`execution.AdaptiveStep`: compiled when a run of `planned_steps` is long enough and compiled steps
+    are faster); the embedding lookup stays eager (FBGEMM fused kernels), and the network's modules are not
+    replaced, so state dicts keep their keys.
     """
-    dense = _compiled_dense(network) if compile else None
 
-    def step(batch: Batch) -> torch.Tensor:
-        inputs = network_inputs(batch, labels=True, progress=progress())
-        with bf16_autocast(autocast_bf16):
-            if dense is not None:
-                loss = dense(network.embedding(inputs), inputs["labels"], inputs["progress"])
-            else:
-                loss = network(inputs)["loss"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss.detach()
+    def build(dense: Callable[..., torch.Tensor] | None) -> Callable[[Batch], torch.Tensor]:
+        def step(batch: Batch) -> torch.Tensor:
+            inputs = network_inputs(batch, labels=True, progress=progress())
+            with bf16_autocast(autocast_bf16):
+                if dense is not None:
+                    loss = dense(network.embedding(inputs), inputs["labels"], inputs["progress"])
+                else:
+                    loss = network(inputs)["loss"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            return loss.detach()
 
-    return step
+        return step
+
+    eager = build(None)
+    if compile is False:
+        return eager
+    compilable = getattr(network, "decoder", None) is None
+    if compile and not compilable:
+        raise ValueError("train.compile supports encoder-only networks")
+    return AdaptiveStep(eager, (lambda: build(_compiled_dense(network))) if compilable else None, compile,
+                        planned_steps, show)
 
 
 def _compiled_dense(network: torch.nn.Module) -> Callable[..., torch.Tensor]:
@@ -94,23 +108,15 @@ def _compiled_dense(network: torch.nn.Module) -> Callable[..., torch.Tensor]:
 
 
 def resolve_config(model: MultiTaskModel, **overrides: Any) -> TrainConfig:
-    """The recipe's train settings with explicit keyword overrides (None means: keep the recipe's)."""
+    """The recipe's train settings with explicit keyword overrides (None means: keep the recipe's). Precision and
+    compile stay as configured: the process that trains resolves them for its own CPU (train/execution.py)."""
     given = {k: v for k, v in overrides.items() if v is not None}
     unknown = set(given) - {f.name for f in dataclasses.fields(TrainConfig)}
     if unknown:
         raise TypeError(f"train(): unknown option(s) {', '.join(sorted(unknown))}")
     cfg = dataclasses.replace(model.recipe.train, **given)
     cfg.validate()
-    if cfg.autocast_bf16 and not cpu_has_bf16():
-        warnings.warn("train.autocast_bf16: this CPU has no native bf16 (no AVX512-BF16/AMX), where emulated bf16 "
-                      "is several times slower than fp32; training in fp32", stacklevel=2)
-        cfg = dataclasses.replace(cfg, autocast_bf16=False)
     return cfg
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU runs bf16 natively (oneDNN's check); without it bf16 autocast only costs time."""
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def train(model: MultiTaskModel, train_df: pd.DataFrame | str, valid: pd.DataFrame | str | None = None,
@@ -132,6 +138,9 @@ def fit_encoded(model: MultiTaskModel, encoded: EncodedFrame, encoded_valid: Enc
                 progress: bool = True) -> TrainResult:
     """The loop itself, over already-encoded frames (also used by benchmarks to time training alone)."""
     network = model.require_network()
+    bf16 = resolve_bf16(cfg.autocast_bf16)
+    if progress:
+        tqdm.write(f"training {model.name}: {describe(bf16, cfg.autocast_bf16, cfg.compile)}")
     start = time.perf_counter()
     steps_per_epoch = max(1, len(encoded) // cfg.batch_size)
     total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
@@ -141,7 +150,8 @@ def fit_encoded(model: MultiTaskModel, encoded: EncodedFrame, encoded_valid: Enc
                          validation=frame_validation(model, encoded_valid, cfg.eval_batch_size),
                          keeper=BestState(network))
         step = make_step(network, dense_optimizer(network, cfg), progress=lambda: min(1.0, loop.state.step / total_steps),
-                         autocast_bf16=cfg.autocast_bf16, compile=cfg.compile)
+                         autocast_bf16=bf16, compile=cfg.compile, planned_steps=total_steps,
+                         show=progress)
 
         def batches(epoch: int, _start: int) -> Iterable[Batch]:
             network.train()
@@ -151,8 +161,11 @@ def fit_encoded(model: MultiTaskModel, encoded: EncodedFrame, encoded_valid: Enc
     finally:
         unfuse_embeddings(network)
     network.eval()
+    execution = {"autocast_bf16": bf16, "compile": cfg.compile,
+                 **(step.decisions if isinstance(step, AdaptiveStep) else {})}
     return TrainResult(history=state.history, best_epoch=state.best_epoch, best_valid=state.best_valid,
-                       seconds=time.perf_counter() - start, steps=state.step, examples=state.examples)
+                       seconds=time.perf_counter() - start, steps=state.step, examples=state.examples,
+                       execution=execution)
 
 
 def dense_optimizer(network: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
