@@ -50,9 +50,14 @@ def train(model: MultiTaskModel, train_df: pd.DataFrame | str, valid: pd.DataFra
 
 
 def evaluate(model: MultiTaskModel, df: pd.DataFrame | str, batch_size: int = 8192) -> dict[str, dict[str, float]]:
-    """{task: {"auc", "logloss", ...}} for every task the model predicts; the frame must carry their labels."""
-    from mtrec.train.loop import evaluate_encoded
+    """{task: {"auc", "logloss", ...}} for every task the model predicts; the frame (or files, read as a stream)
+    must carry their labels."""
+    from mtrec.data.stream import FileSource, StreamOptions, is_file_source
+    from mtrec.train.loop import evaluate_encoded, evaluate_stream
 
+    if is_file_source(df):
+        stream = FileSource.of(df).scan(model.schema, model.tasks, StreamOptions(), split="test")
+        return evaluate_stream(model, stream, batch_size)
     return evaluate_encoded(model, model.encode(read_frame(df)), batch_size)
 
 

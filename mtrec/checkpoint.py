@@ -1,6 +1,9 @@
 """The checkpoint format: a directory with manifest.json (format, versions, kind, name, tasks, recipe, schema,
-vocabularies, added tasks) and the weights, for every kind of model (fp32 "multitask", "multitask-sharded",
-"quantized"); one `manifest_of` describes a model and one `model_from_manifest` rebuilds its architecture.
+a description of the vocabularies, added tasks), the vocabularies as a columnar file (vocabularies.parquet,
+listed in the manifest's "files" with its sha256 and checked before it is read) and the weights, for every kind of
+model (fp32 "multitask", "multitask-sharded", "quantized"); one `manifest_of` describes a model, `model_files`
+writes what it lists besides the weights, and one `model_from_manifest` rebuilds its architecture. Checkpoints of
+format 1 that hold their vocabularies as JSON lists in the manifest still load.
 
 Written to a temporary sibling directory and renamed into place, so a crash never leaves half a checkpoint.
 Weights load with `weights_only=True`; a corrupt, truncated or incompatible checkpoint raises CheckpointError.
@@ -22,7 +25,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from mtrec.data.schema import Schema
-from mtrec.data.vocab import Vocabularies
+from mtrec.data.vocab import VOCAB_FILE, Vocabularies
+from mtrec.errors import DataError
 from mtrec.model import ModelSpec, MultiTaskModel
 from mtrec.recipe import Recipe
 
@@ -34,6 +38,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.pt"
 FP32_KIND = "multitask"
+FILES = "files"
 
 
 class CheckpointError(RuntimeError):
@@ -59,9 +64,29 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def file_digest(path: Path) -> dict[str, Any]:
+    """{"sha256", "bytes"} of a file, as a manifest's "files" lists it."""
+    return {"sha256": _sha256(path), "bytes": path.stat().st_size}
+
+
+def verified_file(path: str | Path, manifest: dict[str, Any], name: str) -> Path:
+    """The checkpoint's file `name` after checking it against the manifest's "files" (listed, a regular file of
+    the listed size and sha256); CheckpointError otherwise."""
+    file = Path(path) / name
+    entry = (manifest.get(FILES) or {}).get(name)
+    if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+        raise CheckpointError(f"checkpoint {path}: {name} is not listed with a checksum in {MANIFEST}")
+    if file.is_symlink() or not file.is_file():
+        raise CheckpointError(f"checkpoint {path}: {name} is missing")
+    if file.stat().st_size != entry.get("bytes", file.stat().st_size) or _sha256(file) != entry["sha256"]:
+        raise CheckpointError(f"checkpoint {path}: {name} is corrupt or truncated (checksum mismatch)")
+    return file
+
+
 def write_checkpoint(path: str | Path, manifest: dict[str, Any], tensors: dict[str, Any],
                      extra_files: dict[str, Callable[[Path], None]] | None = None) -> Path:
-    """Atomically write manifest + tensors (+ extra files written by callbacks) as directory `path`."""
+    """Atomically write manifest + tensors (+ extra files written by callbacks, listed in the manifest's "files"
+    with their sha256) as directory `path`."""
     path = Path(path).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
@@ -69,8 +94,9 @@ def write_checkpoint(path: str | Path, manifest: dict[str, Any], tensors: dict[s
         torch.save(tensors, tmp / WEIGHTS)
         for name, writer in (extra_files or {}).items():
             writer(tmp / name)
+        files = {**manifest.get(FILES, {}), **{name: file_digest(tmp / name) for name in extra_files or {}}}
         full = {"format": FORMAT, "format_version": FORMAT_VERSION, "versions": library_versions(),
-                **manifest, "weights_sha256": _sha256(tmp / WEIGHTS)}
+                **manifest, "weights_sha256": _sha256(tmp / WEIGHTS), FILES: files}
         (tmp / MANIFEST).write_text(json.dumps(full, indent=2, default=str))
         old = None
         if path.exists():
@@ -123,18 +149,44 @@ def manifest_of(model: MultiTaskModel | QuantizedModel | ModelSpec, kind: str, *
     """The manifest entries that rebuild `model` without its weights (kind, name, tasks, recipe, schema,
     vocabularies, added tasks), plus `extra` entries of the kind (a quantized plan, ...)."""
     spec = model if isinstance(model, ModelSpec) else model.spec()
-    return {"format": FORMAT, "format_version": FORMAT_VERSION, "versions": library_versions(), "kind": kind, "name": spec.name, "tasks": list(spec.tasks), "recipe": spec.recipe.to_dict(),
-            "schema": spec.schema.to_dict(), "vocabularies": spec.vocabs.to_dict(),
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "versions": library_versions(), "kind": kind,
+            "name": spec.name, "tasks": list(spec.tasks), "recipe": spec.recipe.to_dict(),
+            "schema": spec.schema.to_dict(), "vocabularies": spec.vocabs.manifest_entry(VOCAB_FILE),
             "extensions": [dict(e) for e in spec.extensions], **extra}
 
 
-def model_from_manifest(manifest: dict[str, Any], where: str = "manifest", seed: int = 0) -> MultiTaskModel:
-    """A MultiTaskModel with its network built (seeded init, added tasks restored) from a checkpoint manifest;
-    every checkpoint kind (fp32, sharded, quantized) rebuilds its architecture through this one function."""
+def model_files(model: MultiTaskModel | QuantizedModel | ModelSpec) -> dict[str, Callable[[Path], None]]:
+    """Writers of the files a model's manifest lists besides the weights: the vocabularies' columnar file."""
+    spec = model if isinstance(model, ModelSpec) else model.spec()
+    return {VOCAB_FILE: spec.vocabs.write}
+
+
+def read_vocabularies(manifest: dict[str, Any], directory: str | Path | None, where: str = "manifest"
+                      ) -> Vocabularies:
+    """The vocabularies a manifest describes: its columnar file in `directory` (checked against the manifest
+    first), or the JSON lists a format-1 manifest holds."""
+    entry = manifest.get("vocabularies")
+    try:
+        if isinstance(entry, dict) and entry.get("format_version") == 1:
+            return Vocabularies.from_dict(entry)
+        if not isinstance(entry, dict) or "file" not in entry:
+            raise CheckpointError(f"{where}: manifest has no vocabularies entry")
+        if directory is None:
+            raise CheckpointError(f"{where}: the vocabularies are in {entry['file']}, but no directory was given")
+        return Vocabularies.read(verified_file(directory, manifest, entry["file"]), entry)
+    except DataError as exc:
+        raise CheckpointError(f"{where}: {exc}") from exc
+
+
+def model_from_manifest(manifest: dict[str, Any], where: str = "manifest", seed: int = 0,
+                        directory: str | Path | None = None, vocabs: Vocabularies | None = None) -> MultiTaskModel:
+    """A MultiTaskModel with its network built (seeded init, added tasks restored) from a checkpoint manifest and
+    its vocabularies (`vocabs`, or read from the checkpoint `directory`); every checkpoint kind (fp32, sharded,
+    quantized) rebuilds its architecture through this one function."""
     try:
         recipe = Recipe.from_dict(manifest["recipe"])
         schema = Schema.from_dict(manifest["schema"])
-        vocabs = Vocabularies.from_dict(manifest["vocabularies"])
+        vocabs = vocabs if vocabs is not None else read_vocabularies(manifest, directory, where)
         tasks, name = manifest["tasks"], manifest["name"]
         extensions = manifest.get("extensions", [])
         added = {e["task"] for e in extensions}
@@ -153,7 +205,8 @@ def model_from_manifest(manifest: dict[str, Any], where: str = "manifest", seed:
 def save_model(model: MultiTaskModel, path: str | Path) -> Path:
     """Write an fp32 model checkpoint atomically; returns its path."""
     network = model.require_network()
-    return write_checkpoint(path, manifest_of(model, FP32_KIND), {"network": network.state_dict()})
+    return write_checkpoint(path, manifest_of(model, FP32_KIND), {"network": network.state_dict()},
+                            model_files(model))
 
 
 def load_model(path: str | Path, manifest: dict[str, Any] | None = None) -> MultiTaskModel:
@@ -161,7 +214,7 @@ def load_model(path: str | Path, manifest: dict[str, Any] | None = None) -> Mult
     manifest = manifest if manifest is not None else read_manifest(path)
     if manifest.get("kind") != FP32_KIND:
         raise CheckpointError(f"checkpoint {path} holds a {manifest.get('kind')!r} model, not a multitask model")
-    model = model_from_manifest(manifest, where=f"checkpoint {path}")
+    model = model_from_manifest(manifest, where=f"checkpoint {path}", directory=path)
     state = read_tensors(path, manifest)
     try:
         model.require_network().load_state_dict(state["network"])

@@ -28,11 +28,24 @@ def _splits(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, list[str]]:
         return data.schema, data.train, data.valid, data.test, tasks
     if not args.train or not args.tasks:
         raise SystemExit("error: give --dataset NAME, or --train PATH with --tasks a,b")
-    from mtrec.data.io import load_splits
+    from mtrec.data.stream import FileSource
 
-    train, valid, test = load_splits(None, args.train, args.valid, args.test)
     tasks = args.tasks.split(",")
-    return mtrec.Schema.from_frame(train, tasks=tasks), train, valid, test, tasks
+    hash_buckets = _hash_buckets(getattr(args, "hash", None))
+    source = FileSource.of(args.train)  # files stream: only their first rows are read here, for the schema
+    schema = mtrec.Schema.from_frame(source.head(), tasks=tasks, hash_buckets=hash_buckets)
+    return schema, args.train, args.valid, args.test, tasks
+
+
+def _hash_buckets(items: list[str] | None) -> dict[str, int]:
+    """{feature: buckets} from --hash FEATURE=BUCKETS ...; a malformed item is a one-line error."""
+    out = {}
+    for item in items or []:
+        name, _, value = item.partition("=")
+        if not name or not value.isdigit():
+            raise SystemExit(f"error: --hash expects FEATURE=BUCKETS (an integer), got {item!r}")
+        out[name] = int(value)
+    return out
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -43,10 +56,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     model = mtrec.build_model(args.model, schema=schema, tasks=tasks, dataset=args.dataset,
                               recipe=args.config, overrides=args.set)
     result = mtrec.train(model, train, valid=valid, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                         workers=args.workers, address=args.address)
+                         workers=args.workers, address=args.address, shuffle_buffer=args.shuffle_buffer,
+                         on_bad_rows=args.on_bad_rows)
     report: dict[str, Any] = {"model": args.model, "tasks": tasks, "best_epoch": result.best_epoch,
                               "seconds": result.seconds, "examples_per_second": result.examples_per_second,
-                              "parameters": model.num_parameters()}
+                              "parameters": model.num_parameters(), "data": result.data}
     if test is not None:
         report["test"] = mtrec.evaluate(model, test)
         _print_metrics(f"{args.model}: test metrics (best epoch {result.best_epoch}, {result.seconds:.1f} s)",
@@ -152,6 +166,18 @@ def cmd_add_task(args: argparse.Namespace) -> None:
     print(f"checkpoint: {path}")
 
 
+def cmd_data_synthetic(args: argparse.Namespace) -> None:
+    """Write sharded synthetic Parquet (the generator streams: memory does not grow with --rows)."""
+    from mtrec.data.datasets.synthetic import write_synthetic_dataset
+
+    try:
+        written = write_synthetic_dataset(args.out, args.rows, files=args.files, row_group_rows=args.row_group_rows,
+                                          cardinality=args.cardinality, tables=args.tables, seed=args.seed)
+    except (ValueError, TypeError, FileExistsError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(", ".join(f"{split}: {len(paths)} file(s)" for split, paths in written.items()) + f" in {args.out}")
+
+
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help="built-in dataset: adult, movielens-100k, synthetic")
     p.add_argument("--train", help="training frame (Parquet/CSV) for your own data")
@@ -177,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="checkpoint directory to write")
     p.add_argument("--workers", type=int, help="train on N Ray Train workers with sharded tables")
     p.add_argument("--address", help="Ray cluster to use (default: $RAY_ADDRESS, else an embedded local Ray)")
+    p.add_argument("--shuffle-buffer", type=int, help="files: rows shuffled together (default 262144; 0 = none)")
+    p.add_argument("--on-bad-rows", choices=["fail", "skip"],
+                   help="files: fail (default) at the first bad row; skip: count it and write it to rejected.parquet")
+    p.add_argument("--hash", nargs="*", metavar="FEATURE=BUCKETS",
+                   help="hash these sparse features into a fixed number of rows instead of fitting a vocabulary")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a checkpoint")
@@ -221,6 +252,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="more add_task options, e.g. tower_hidden=[32] temperature=32 reserve_p=0.2")
     p.add_argument("--out", required=True, help="checkpoint directory to write (may be --checkpoint itself)")
     p.set_defaults(func=cmd_add_task)
+
+    p = sub.add_parser("data", help="write datasets to files")
+    data = p.add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("synthetic", help="sharded synthetic Parquet: DIR/train (80%%), DIR/valid, DIR/test")
+    p.add_argument("--rows", type=int, required=True, help="rows in all (train 80%%, valid 10%%, test 10%%)")
+    p.add_argument("--files", type=int, default=1, help="train files (valid and test get files of that size)")
+    p.add_argument("--out", required=True, help="a new (or empty) directory")
+    p.add_argument("--cardinality", type=int, default=10_000, help="distinct ids per table")
+    p.add_argument("--tables", type=int, default=8, help="sparse features (one of them multi-valued)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--row-group-rows", type=int, default=131_072, help="rows per Parquet row group")
+    p.set_defaults(func=cmd_data_synthetic)
 
     from mtrec.bench_commands import add_parser as add_bench_parser
     from mtrec.quant.commands import add_parser as add_quantize_parser

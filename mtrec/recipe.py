@@ -33,6 +33,7 @@ class TrainConfig:
     threads: int = 0
     autocast_bf16: bool | None = None  # None: bf16 where the CPU has native bf16 (train/execution.py)
     compile: bool | None = None  # None: torch.compile when measured to win on a long enough run
+    shuffle: bool = True  # False: every epoch visits the rows in their given order (frames and file streams)
 
     def validate(self) -> None:
         """Range checks that types alone cannot express."""

@@ -19,7 +19,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from mtrec.batch.plan import missing_columns, plan_inputs, split_pieces
+from mtrec.data.files import missing_columns, plan_inputs, split_pieces
 from mtrec.batch.scorer import PRECISIONS, BatchScorer, peak_rss_bytes
 from mtrec.batch.writer import ScoreWriter
 from mtrec.errors import DataError
@@ -158,7 +158,7 @@ def batch_predict(checkpoint: str | Path, inputs: str | Path, output: str | Path
     try:
         import ray.data
 
-        from mtrec.batch.source import PiecesDatasource
+        from mtrec.data.ray_source import PiecesDatasource
         from mtrec.distributed.ray_train import ray_session
 
         with ray_session(address, num_cpus=max(os.cpu_count() or 1, workers + 1), dashboard=False), \

@@ -1,6 +1,6 @@
 """The predictor actor of batch scoring: loads the checkpoint once (in the asked precision) and scores batches.
 
-A batch comes with FILE and ROW columns (see `mtrec.batch.source`); rows are encoded per file with the row numbers
+A batch comes with FILE and ROW columns (see `mtrec.data.ray_source`); rows are encoded per file with the row numbers
 as the index, so a DataError names the file's own row. A bad row is never dropped silently: it comes back with
 its reason and column (NaN probabilities), and the driver stops the job (`fail`) or writes it to rejected.parquet
 (`skip`). With `skip` a batch that fails to encode is bisected until every bad row is isolated, so the good rows
@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from mtrec.batch.plan import FILE, ROW
+from mtrec.data.files import FILE, ROW
 from mtrec.errors import DataError
 
 REASON, COLUMN = "__mtrec_reason", "__mtrec_column"

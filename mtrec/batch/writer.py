@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mtrec.batch.scorer import BUSY, COLUMN, LOADED_RSS, PEAK_RSS, REASON, WORKER
-from mtrec.batch.plan import FILE, ROW
+from mtrec.data.files import FILE, ROW
 
 SCORES, REJECTED, SUMMARY = "scores", "rejected.parquet", "summary.json"
 

@@ -159,8 +159,8 @@ def encode_frame(df: pd.DataFrame, schema: Schema, vocabs: Vocabularies, tasks: 
     """Validate `df` and encode it once; with require_labels=False labels are encoded only if all are present."""
     tasks = list(schema.tasks if tasks is None else tasks)
     flat, label_cols = check_frame(df, schema, tasks, require_labels)
-    missing = [f for f in schema.sparse if f not in vocabs.values] or [f for f in schema.dense
-                                                                         if f not in vocabs.dense_stats]
+    missing = [f for f in schema.sparse if not vocabs.has(f)] or [f for f in schema.dense
+                                                                      if f not in vocabs.dense_stats]
     if missing:
         raise DataError(f"column {missing[0]!r} has no fitted vocabulary/statistics; fit Vocabularies on "
                         "training data with the same schema", column=missing[0])

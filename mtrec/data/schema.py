@@ -1,8 +1,9 @@
-"""Schema: which columns are sparse (categorical, maybe multi-valued), dense (float) and task labels."""
+"""Schema: which columns are sparse (categorical, maybe multi-valued), dense (float) and task labels, and which
+sparse features are hashed into a fixed number of rows (`hash_buckets`) instead of getting a vocabulary."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -23,10 +24,12 @@ class Schema:
     tasks: list[str]
     multi_valued: list[str] = field(default_factory=list)
     source: str | None = None  # built-in dataset the schema came from; picks the model recipe by default
+    hash_buckets: dict[str, int] = field(default_factory=dict)  # feature -> rows: `encoding: hash`, no vocabulary
 
     def __post_init__(self) -> None:
         self.sparse, self.dense = _names(self.sparse, "sparse"), _names(self.dense, "dense")
         self.tasks, self.multi_valued = _names(self.tasks, "tasks"), _names(self.multi_valued, "multi_valued")
+        self.hash_buckets = _buckets(self.hash_buckets, self.sparse)
         for a, b in (("sparse", "dense"), ("sparse", "tasks"), ("dense", "tasks")):
             both = set(getattr(self, a)) & set(getattr(self, b))
             if both:
@@ -45,11 +48,13 @@ class Schema:
         sparse: Sequence[str] | None = None,
         dense: Sequence[str] | None = None,
         multi_valued: Sequence[str] | None = None,
+        hash_buckets: Mapping[str, int] | None = None,
     ) -> Schema:
         """Infer a schema: list cells -> multi-valued sparse, str/category/bool/int -> sparse, float -> dense.
 
         Lists given explicitly are kept as they are; the other non-task columns are inferred, but only into a
         kind (sparse or dense) that was left as None, so `sparse=[...]` alone still picks up float columns as dense.
+        `hash_buckets` ({feature: rows}) hashes those sparse features into a fixed number of rows.
         """
         tasks = _names(tasks, "tasks")
         missing = [c for c in tasks if c not in df.columns]
@@ -79,7 +84,8 @@ class Schema:
         dense_cols = list(dense) if dense is not None else inferred_dense
         if multi_valued is None:
             multi_valued = [c for c in inferred_multi if c in set(sparse_cols)]
-        return cls(sparse=sparse_cols, dense=dense_cols, tasks=tasks, multi_valued=list(multi_valued))
+        return cls(sparse=sparse_cols, dense=dense_cols, tasks=tasks, multi_valued=list(multi_valued),
+                   hash_buckets=dict(hash_buckets or {}))
 
     @property
     def single_valued(self) -> list[str]:
@@ -95,17 +101,24 @@ class Schema:
         """All feature columns: sparse then dense."""
         return [*self.sparse, *self.dense]
 
-    def to_dict(self) -> dict[str, list[str]]:
+    def encoding(self, feature: str) -> str:
+        """"hash" for a hashed sparse feature, "vocab" for the others."""
+        return "hash" if feature in self.hash_buckets else "vocab"
+
+    def to_dict(self) -> dict[str, Any]:
         """JSON-serializable form, read back by from_dict."""
-        return {"sparse": list(self.sparse), "dense": list(self.dense), "tasks": list(self.tasks),
-                "multi_valued": list(self.multi_valued), "source": self.source}
+        out: dict[str, Any] = {"sparse": list(self.sparse), "dense": list(self.dense), "tasks": list(self.tasks),
+                               "multi_valued": list(self.multi_valued), "source": self.source}
+        if self.hash_buckets:
+            out["hash_buckets"] = dict(self.hash_buckets)
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Schema:
         """Rebuild a schema written by to_dict."""
         try:
             return cls(sparse=d["sparse"], dense=d["dense"], tasks=d["tasks"], multi_valued=d.get("multi_valued", []),
-                       source=d.get("source"))
+                       source=d.get("source"), hash_buckets=d.get("hash_buckets") or {})
         except (KeyError, TypeError) as e:
             raise DataError(f"not a schema dict (needs sparse, dense, tasks lists): {e}") from None
 
@@ -121,6 +134,20 @@ def _names(names: Iterable[str] | str, what: str) -> list[str]:
     dup = [n for i, n in enumerate(out) if n in out[:i]]
     if dup:
         raise DataError(f"column {dup[0]!r} appears twice in schema.{what}", column=dup[0])
+    return out
+
+
+def _buckets(buckets: Mapping[str, int] | None, sparse: list[str]) -> dict[str, int]:
+    """Check schema.hash_buckets: sparse features only, each an integer number of rows >= 1."""
+    if not isinstance(buckets, Mapping):
+        raise DataError(f"schema.hash_buckets must map feature names to row counts, got {buckets!r}")
+    out = {}
+    for f, n in buckets.items():
+        if f not in sparse:
+            raise DataError(f"schema.hash_buckets.{f}: {f!r} is not a sparse feature of the schema", column=str(f))
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise DataError(f"schema.hash_buckets.{f}: buckets must be an integer >= 1, got {n!r}", column=f)
+        out[f] = int(n)
     return out
 
 

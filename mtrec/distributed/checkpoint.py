@@ -1,7 +1,8 @@
 """Sharded checkpoints (torch.distributed.checkpoint): every worker writes its own shards, rank 0 the metadata.
 
 A checkpoint directory holds the DCP files (weights under `network.`, the combined optimizer under `optim.`),
-`manifest.json` (the same manifest as `mtrec.save`, kind "multitask-sharded", so `mtrec.load` reads it) and
+`manifest.json` (the same manifest as `mtrec.save`, kind "multitask-sharded", so `mtrec.load` reads it), the
+vocabularies' file it lists and
 `train_state.json` (step counters and the data ledger a resumed run continues from). DCP reshards on load, so a
 checkpoint loads into an unsharded network, or into another plan or number of workers, exactly.
 """
@@ -9,6 +10,7 @@ checkpoint loads into an unsharded network, or into another plan or number of wo
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,8 @@ from torch import nn
 from torchrec.distributed import DistributedModelParallel
 from torchrec.optim.keyed import CombinedOptimizer
 
-from mtrec.checkpoint import MANIFEST, CheckpointError, manifest_of, model_from_manifest, read_manifest
+from mtrec.checkpoint import (FILES, MANIFEST, CheckpointError, file_digest, manifest_of, model_files,
+                              model_from_manifest, read_manifest)
 from mtrec.data.vocab import Vocabularies
 from mtrec.distributed.wrap import NETWORK_PREFIX, unwrap_key
 from mtrec.model import MultiTaskModel
@@ -30,9 +33,25 @@ TRAIN_STATE = "train_state.json"
 DCP_METADATA = ".metadata"
 
 
-def model_manifest(model: MultiTaskModel, vocabs: Vocabularies | None = None) -> dict[str, Any]:
-    """What rebuilds `model` without its weights: name, tasks, recipe, schema, vocabularies, extensions."""
-    return manifest_of(model.spec(vocabs), SHARDED_KIND)
+def model_manifest(model: MultiTaskModel, vocabs: Vocabularies | None = None, run_dir: Path | None = None
+                   ) -> dict[str, Any]:
+    """What rebuilds `model` without its weights (name, tasks, recipe, schema, vocabularies, extensions), with the
+    vocabularies' file written once into the run directory (every checkpoint copies it, workers read it); without
+    a run directory the manifest lists no files (checkpoints then hold weights and state only)."""
+    spec = model.spec(vocabs)
+    if run_dir is None:
+        return manifest_of(spec, SHARDED_KIND)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name, write in model_files(spec).items():
+        write(run_dir / name)
+        files[name] = file_digest(run_dir / name)
+    return {**manifest_of(spec, SHARDED_KIND), FILES: files}
+
+
+def run_files(manifest: dict[str, Any], run_dir: str | Path) -> dict[str, Path]:
+    """The files of the run directory every checkpoint holds a copy of ({name: path})."""
+    return {name: Path(run_dir) / name for name in manifest.get(FILES, {})}
 
 
 def _network_state(model: DistributedModelParallel) -> dict[str, Any]:
@@ -66,13 +85,16 @@ def _is_rank0() -> bool:
 
 
 def save_sharded(path: str | Path, model: DistributedModelParallel, optimizer: CombinedOptimizer,
-                 manifest: dict[str, Any], train_state: dict[str, Any]) -> Path:
-    """Collective: every rank writes its shards of weights and optimizer state to `path`; rank 0 adds the JSON."""
+                 manifest: dict[str, Any], train_state: dict[str, Any], files: dict[str, Path] | None = None) -> Path:
+    """Collective: every rank writes its shards of weights and optimizer state to `path`; rank 0 adds the JSON
+    and copies `files` (the vocabularies) in."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     dcp.save(_without_empty({"network": _network_state(model), "optim": optimizer.state_dict()}),
              checkpoint_id=str(path))
     if _is_rank0():
+        for name, source in (files or {}).items():
+            shutil.copyfile(source, path / name)
         (path / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
         (path / TRAIN_STATE).write_text(json.dumps(train_state, indent=2))
     return path
@@ -149,7 +171,7 @@ def load_model(path: str | Path) -> MultiTaskModel:
     manifest = read_manifest(path)
     if manifest.get("kind") != SHARDED_KIND:
         raise CheckpointError(f"checkpoint {path} is not a sharded multitask checkpoint")
-    model = model_from_manifest(manifest, where=f"checkpoint {path}")
+    model = model_from_manifest(manifest, where=f"checkpoint {path}", directory=path)
     with torch.no_grad():
         load_network_weights(path, model.require_network())
     model.require_network().eval()

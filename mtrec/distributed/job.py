@@ -75,7 +75,8 @@ def prepare(model: MultiTaskModel, train_df: pd.DataFrame | str, valid: pd.DataF
     storage = Path(dist_cfg.storage_path or DEFAULT_STORAGE).expanduser().resolve()
     name = run_name(model, dist_cfg.name)
     dist_cfg = dist_cfg.replace(storage_path=str(storage), name=name)
-    spec = WorkerSpec(manifest=model_manifest(model, vocabs), train=cfg, dist=dist_cfg, train_rows=len(train),
+    spec = WorkerSpec(manifest=model_manifest(model, vocabs, storage / name), train=cfg, dist=dist_cfg,
+                      train_rows=len(train),
                       valid_rows=len(valid_frame) if valid_frame is not None else None,
                       run_dir=str(storage / name), initial_weights=weights)
     return PreparedJob(spec, train, valid_frame, vocabs, storage / name)

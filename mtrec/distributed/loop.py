@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from mtrec.data.batches import EncodedFrame
 from mtrec.checkpoint import model_from_manifest
-from mtrec.distributed.checkpoint import load_sharded, save_sharded
+from mtrec.distributed.checkpoint import load_sharded, run_files, save_sharded
 from mtrec.distributed.config import DistributedConfig
 from mtrec.distributed.data import (epoch_batches, global_epoch_batches, global_steps_per_epoch, local_batch_size,
                                    padded_positions, steps_per_epoch)
@@ -144,7 +144,7 @@ class _Worker:
         self.cfg, self.dcfg = spec.train, spec.dist
         self.show = progress and rank == 0
         seed_everything(self.cfg.seed)
-        self.model = model_from_manifest(spec.manifest, seed=self.cfg.seed)
+        self.model = model_from_manifest(spec.manifest, seed=self.cfg.seed, directory=spec.run_dir)
         network = self.model.require_network()
         if spec.initial_weights is not None:
             network.load_state_dict(spec.initial_weights)
@@ -210,7 +210,7 @@ class _Worker:
         state = self.state.to_dict()
 
         def write(path: Path) -> None:
-            save_sharded(path, self.dmp, self.optimizer, manifest, state)
+            save_sharded(path, self.dmp, self.optimizer, manifest, state, run_files(manifest, self.spec.run_dir))
 
         self.sink.save(name, write, {"step": self.state.step, "epoch": self.state.epoch, **metrics})
         return name

@@ -1,8 +1,8 @@
 """Quantized checkpoints: the quantized tensors themselves (int8/fp16 dense weights with fp32 scales, packed
 table rows), so the file is as small as the model and loading is bit-exact with no re-quantization.
 
-Layout: the mtrec checkpoint directory (manifest.json + weights.pt, written atomically, loaded with
-`weights_only=True`), manifest kind "quantized" with the plan and the planner's report; weights.pt holds
+Layout: the mtrec checkpoint directory (manifest.json + vocabularies.parquet + weights.pt, written atomically,
+loaded with `weights_only=True`), manifest kind "quantized" with the plan and the planner's report; weights.pt holds
 {"network": state of every non-table module, "tables": {ebc path: {"<table>.weight", "<table>.scale_shift"}}}.
 Loading rebuilds the architecture from the manifest (recipe, vocabularies, added tasks), applies the plan's
 structure and then the saved tensors.
@@ -16,7 +16,8 @@ import torch
 from torch import nn
 from torchrec.quant.embedding_modules import EmbeddingBagCollection as QuantEmbeddingBagCollection
 
-from mtrec.checkpoint import CheckpointError, manifest_of, model_from_manifest, read_manifest, read_tensors, write_checkpoint
+from mtrec.checkpoint import (CheckpointError, manifest_of, model_files, model_from_manifest, read_manifest,
+                              read_tensors, write_checkpoint)
 from mtrec.quant.quantized import QuantizedModel
 from mtrec.quant.tables import table_precisions, table_state, tables_from_state
 from mtrec.quant.units import convert
@@ -41,7 +42,7 @@ def save_quantized(model: QuantizedModel, path: str | Path) -> Path:
     manifest = manifest_of(model, KIND, plan=model.plan, report=model.report)
     tensors = {"network": _dense_state(model.network),
                "tables": {p: table_state(m) for p, m in _table_modules(model.network).items()}}
-    return write_checkpoint(path, manifest, tensors)
+    return write_checkpoint(path, manifest, tensors, model_files(model))
 
 
 def load_quantized(path: str | Path) -> QuantizedModel:
@@ -50,7 +51,7 @@ def load_quantized(path: str | Path) -> QuantizedModel:
     if manifest.get("kind") != KIND:
         raise CheckpointError(f"checkpoint {path} holds a {manifest.get('kind')!r} model, not a quantized model")
     try:
-        model = model_from_manifest(manifest, where=f"checkpoint {path}")
+        model = model_from_manifest(manifest, where=f"checkpoint {path}", directory=path)
         plan = dict(manifest["plan"])
         network = convert(model.require_network(), plan)
     except (KeyError, TypeError, ValueError) as exc:

@@ -3,10 +3,10 @@
 The data layer's `encode_frame` validates every column with pandas, which costs more than the quantized network
 itself on a small batch. Here a frame whose columns are plainly clean (integer ids >= 0 for integer
 vocabularies, all-string ids for string vocabularies, finite numbers for dense features, single-valued sparse
-features only) is encoded directly: integer ids by a sorted-key binary search, strings by one dict lookup each,
-dense values standardized in one expression. The result is identical to `encode_frame`'s. Every other frame
-(missing or duplicate columns, NaN ids, floats, lists, wrong types...) goes through `encode_frame`, so errors
-are the data layer's `DataError`s, word for word.
+features only) is encoded directly: integer ids by the vocabulary's sorted-key binary search, strings by one
+dict lookup each, hashed features by the stable hash, dense values standardized in one expression. The result
+is identical to `encode_frame`'s. Every other frame (missing or duplicate columns, NaN ids, floats, lists, wrong
+types...) goes through `encode_frame`, so errors are the data layer's `DataError`s, word for word.
 """
 
 from __future__ import annotations
@@ -27,15 +27,16 @@ class FastEncoder:
 
     def __init__(self, schema: Schema, vocabs: Vocabularies) -> None:
         self.schema, self.vocabs = schema, vocabs
-        self.int_keys: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.int_ids: set[str] = set()
         self.str_ids: dict[str, dict[str, int]] = {}
+        self.hashed = set(vocabs.hashed)
         for f in schema.sparse:
-            values = vocabs.values.get(f, [])
-            if values and all(type(v) is int for v in values):
-                keys = np.asarray(values, dtype=np.int64)
-                order = np.argsort(keys, kind="stable")
-                self.int_keys[f] = (keys[order], (order + 1).astype(np.int64))
-            elif values and all(type(v) is str for v in values):
+            if f in self.hashed:
+                continue
+            values = vocabs.values.get(f, np.zeros(0, dtype=np.int64))
+            if len(values) and values.dtype.kind == "i":
+                self.int_ids.add(f)
+            elif len(values) and all(type(v) is str for v in values):
                 self.str_ids[f] = {v: i + 1 for i, v in enumerate(values)}
         self.enabled = not schema.multi_valued and all(f in vocabs.dense_stats for f in schema.dense)
         stats = [vocabs.dense_stats[f] for f in schema.dense] if self.enabled else []
@@ -79,16 +80,15 @@ class FastEncoder:
     def _ids(self, feature: str, values: np.ndarray) -> np.ndarray | None:
         """Vocabulary ids of one clean column (0 = OOV), or None when the column needs the full validator."""
         kind = values.dtype.kind
-        if kind == "i" and feature in self.int_keys:
+        if kind == "i" and (feature in self.int_ids or feature in self.hashed):
             if values.min() < 0:
                 return None
-            keys, ids = self.int_keys[feature]
-            values = values.astype(np.int64, copy=False)
-            pos = np.minimum(np.searchsorted(keys, values), len(keys) - 1)
-            return np.where(keys[pos] == values, ids[pos], 0)
-        if kind == "O" and feature in self.str_ids:
+            return self.vocabs.encode(feature, values)
+        if kind == "O" and (feature in self.str_ids or feature in self.hashed):
             if pd.api.types.infer_dtype(values, skipna=False) != "string":
                 return None
+            if feature in self.hashed:
+                return self.vocabs.encode(feature, values)
             lookup = self.str_ids[feature]
             return np.fromiter((lookup.get(v, 0) for v in values), dtype=np.int64, count=len(values))
         return None

@@ -5,8 +5,11 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from collections.abc import Callable, Iterable
+from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,15 +19,21 @@ from tqdm.auto import tqdm
 
 from mtrec.data.batches import Batch, EncodedFrame
 from mtrec.data.io import read_frame
-from mtrec.data.vocab import Vocabularies
+from mtrec.data.stream import (REJECTED, FileSource, FileStream, ReadCounts, RejectedRows, StreamOptions,
+                               epoch_accounting, is_file_source, take_options)
+from mtrec.data.vocab import FitOptions, hash_report_lines
+from mtrec.errors import DataError
 from mtrec.model import MultiTaskModel
 from mtrec.models.inputs import bf16_autocast, network_inputs
 from mtrec.recipe import TrainConfig
 from mtrec.train.fused import fuse_embeddings, fused_parameter_ids, unfuse_embeddings
 from mtrec.train.execution import AdaptiveStep, describe, resolve_bf16
-from mtrec.train.epochs import BestState, EpochLoop, LoopSettings, Validation
+from mtrec.train.epochs import BestState, EpochLoop, LoopSettings, LoopState, Validation
 from mtrec.train.metrics import Metrics, task_metrics
 from mtrec.train.optim import dense_adam
+
+
+DEFAULT_RUNS = "~/mtrec_runs"
 
 
 @dataclass
@@ -38,6 +47,7 @@ class TrainResult:
     steps: int = 0
     examples: int = 0
     execution: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)  # file sources: rows read, good and rejected per split
 
     @property
     def examples_per_second(self) -> float:
@@ -119,16 +129,22 @@ def resolve_config(model: MultiTaskModel, **overrides: Any) -> TrainConfig:
     return cfg
 
 
-def train(model: MultiTaskModel, train_df: pd.DataFrame | str, valid: pd.DataFrame | str | None = None,
+def train(model: MultiTaskModel, train_df: pd.DataFrame | str | Sequence[str], valid: Any = None,
           progress: bool = True, **options: Any) -> TrainResult:
-    """Train `model` on a frame; options override the recipe's train settings (epochs, batch_size, seed, lr...)."""
+    """Train `model` on a frame or on Parquet/CSV files (a path, directory, glob or list: streamed, never one
+    frame); options override the recipe's train settings (epochs, batch_size, seed, lr...) and set the stream's
+    reading (StreamOptions: shuffle_buffer, on_bad_rows, ...) and the vocabulary fit (FitOptions: min_count, ...)."""
+    stream_options, options = take_options(StreamOptions, options)
+    fit_options, options = take_options(FitOptions, options)
     cfg = resolve_config(model, **options)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
+    if is_file_source(train_df) or is_file_source(valid):
+        return train_stream(model, train_df, valid, cfg, stream_options, fit_options, progress=progress)
     train_frame = read_frame(train_df)
     if not model.is_built:
-        model.build_network(Vocabularies.fit(train_frame, model.schema), seed=cfg.seed)
+        model.build_network(fit_options.fit(train_frame, model.schema), seed=cfg.seed)
     encoded = model.encode(train_frame)
     encoded_valid = model.encode(read_frame(valid)) if valid is not None else None
     return fit_encoded(model, encoded, encoded_valid, cfg, progress=progress)
@@ -137,27 +153,37 @@ def train(model: MultiTaskModel, train_df: pd.DataFrame | str, valid: pd.DataFra
 def fit_encoded(model: MultiTaskModel, encoded: EncodedFrame, encoded_valid: EncodedFrame | None, cfg: TrainConfig,
                 progress: bool = True) -> TrainResult:
     """The loop itself, over already-encoded frames (also used by benchmarks to time training alone)."""
+
+    def batches(epoch: int, _start: int) -> Iterable[Batch]:
+        return encoded.batches(cfg.batch_size, shuffle=cfg.shuffle, seed=cfg.seed + epoch, drop_last=True)
+
+    return run_loop(model, batches, max(1, len(encoded) // cfg.batch_size),
+                    frame_validation(model, encoded_valid, cfg.eval_batch_size), cfg, progress)
+
+
+def run_loop(model: MultiTaskModel, batches: Callable[[int, int], Iterable[Batch]], steps_per_epoch: int,
+             validation: Validation | None, cfg: TrainConfig, progress: bool = True,
+             after_epoch: Callable[[LoopState, dict[str, Any]], None] | None = None) -> TrainResult:
+    """Fuse the tables, run the epoch loop over `batches(epoch, start)` with the training step, unfuse."""
     network = model.require_network()
     bf16 = resolve_bf16(cfg.autocast_bf16)
     if progress:
         tqdm.write(f"training {model.name}: {describe(bf16, cfg.autocast_bf16, cfg.compile)}")
     start = time.perf_counter()
-    steps_per_epoch = max(1, len(encoded) // cfg.batch_size)
     total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
     fuse_embeddings(network, cfg.embedding_optimizer, cfg.embedding_lr)
     try:
         loop = EpochLoop(LoopSettings(cfg.epochs, cfg.patience, cfg.max_steps, steps_per_epoch, progress=progress),
-                         validation=frame_validation(model, encoded_valid, cfg.eval_batch_size),
-                         keeper=BestState(network))
+                         validation=validation, keeper=BestState(network), after_epoch=after_epoch)
         step = make_step(network, dense_optimizer(network, cfg), progress=lambda: min(1.0, loop.state.step / total_steps),
                          autocast_bf16=bf16, compile=cfg.compile, planned_steps=total_steps,
                          show=progress)
 
-        def batches(epoch: int, _start: int) -> Iterable[Batch]:
+        def training(epoch: int, first: int) -> Iterable[Batch]:
             network.train()
-            return encoded.batches(cfg.batch_size, shuffle=True, seed=cfg.seed + epoch, drop_last=True)
+            return batches(epoch, first)
 
-        state = loop.run(batches, step)
+        state = loop.run(training, step)
     finally:
         unfuse_embeddings(network)
     network.eval()
@@ -166,6 +192,112 @@ def fit_encoded(model: MultiTaskModel, encoded: EncodedFrame, encoded_valid: Enc
     return TrainResult(history=state.history, best_epoch=state.best_epoch, best_valid=state.best_valid,
                        seconds=time.perf_counter() - start, steps=state.step, examples=state.examples,
                        execution=execution)
+
+
+def train_stream(model: MultiTaskModel, train_source: Any, valid: Any, cfg: TrainConfig, options: StreamOptions,
+                 fit: FitOptions, progress: bool = True) -> TrainResult:
+    """Train in this process on files read as a stream (mtrec.data.stream): scan (validate, count, fit the
+    vocabularies if the model has none), then epochs over windows of the stream, each encoded when it is read."""
+    data = scan_sources(model, train_source, valid, cfg, options, fit, progress)
+    stream, valid_stream = data.train, data.valid
+
+    def batches(epoch: int, first: int) -> Iterator[Batch]:
+        counts[epoch] = ReadCounts()
+        for frame, skip in stream.windows(cfg.batch_size, cfg.seed, epoch, start=first, shuffle=cfg.shuffle,
+                                          counts=counts[epoch]):
+            yield from islice(model.encode(frame).batches(cfg.batch_size, drop_last=True), skip, None)
+
+    def account(state: LoopState, record: dict[str, Any]) -> None:
+        """Check the epoch's rows: what the reader put into batches was trained, the rest is rejected or unused."""
+        if cfg.max_steps and state.step >= cfg.max_steps:
+            return  # an epoch cut short by max_steps leaves rows unread
+        read = counts[record["epoch"]]
+        if read.rows != state.epoch_examples:
+            raise RuntimeError(f"row accounting: the reader gave {read.rows:,} rows, {state.epoch_examples:,} trained")
+        record["rows"] = epoch_accounting(stream, state.epoch_examples, cfg.batch_size)
+
+    counts: dict[int, ReadCounts] = {}
+    validation = None
+    if valid_stream is not None:
+        validation = Validation(lambda: evaluate_stream(model, valid_stream, cfg.eval_batch_size))
+    elif data.valid_frame is not None:
+        validation = frame_validation(model, model.encode(data.valid_frame), cfg.eval_batch_size)
+    result = run_loop(model, batches, max(1, stream.steps(cfg.batch_size)), validation, cfg, progress,
+                      after_epoch=account)
+    result.data = data.summary()
+    return result
+
+
+@dataclass
+class ScannedData:
+    """The scanned training stream, the validation stream (or frame) and where rejected rows went."""
+
+    train: FileStream
+    valid: FileStream | None
+    valid_frame: pd.DataFrame | None
+    rejected_path: str | None
+
+    def summary(self) -> dict[str, Any]:
+        """Rows and rejections of both splits (what a TrainResult reports under `data`)."""
+        out: dict[str, Any] = {"train": {"rows": self.train.raw_rows, "good": self.train.rows,
+                                         "rejected": self.train.rejected, "files": len(self.train.files)},
+                               "rejected_path": self.rejected_path}
+        if self.valid is not None:
+            out["valid"] = {"rows": self.valid.raw_rows, "good": self.valid.rows, "rejected": self.valid.rejected,
+                            "files": len(self.valid.files)}
+        return out
+
+
+def scan_sources(model: MultiTaskModel, train_source: Any, valid: Any, cfg: TrainConfig, options: StreamOptions,
+                 fit: FitOptions, progress: bool = True, run_dir: str | Path | None = None) -> ScannedData:
+    """Scan the training files (fitting the model's vocabularies and building its network when it has none) and
+    the validation files; with on_bad_rows="skip" bad rows go to rejected.parquet (in `run_dir`, or the path
+    StreamOptions names) and a summary line is printed."""
+    if not is_file_source(train_source):
+        raise DataError("with validation files, give the training data as files too (or both as frames)")
+    rejected = None
+    if options.on_bad_rows == "skip":
+        path = options.rejected_path or Path(run_dir or default_run_dir(model)) / REJECTED
+        rejected = RejectedRows(path)
+    source = FileSource.of(train_source)
+    fitter = None if model.is_built else fit.fitter(model.schema)
+    try:
+        stream = source.scan(model.schema, model.tasks, options, fitter, rejected, "train", progress)
+        valid_stream = FileSource.of(valid).scan(model.schema, model.tasks, options, None, rejected, "valid",
+                                                 progress) if is_file_source(valid) else None
+    finally:
+        if rejected is not None:
+            rejected.close()
+    valid_frame = read_frame(valid) if valid is not None and valid_stream is None else None
+    if fitter is not None:
+        vocabs = fitter.finish()
+        model.build_network(vocabs, seed=cfg.seed)
+        if progress:
+            for line in hash_report_lines(vocabs):
+                tqdm.write(line)
+    data = ScannedData(stream, valid_stream, valid_frame, str(rejected.path) if rejected is not None else None)
+    if rejected is not None and progress:
+        tqdm.write(f"rows: train {stream.raw_rows:,} read = {stream.rows:,} good + {stream.rejected:,} rejected"
+                   + (f"; valid {valid_stream.raw_rows:,} = {valid_stream.rows:,} + {valid_stream.rejected:,}"
+                      if valid_stream is not None else "") + f"; rejected rows: {rejected.path}")
+    return data
+
+
+def default_run_dir(model: MultiTaskModel) -> Path:
+    """Where an in-process run keeps what it writes besides the model (rejected rows): ~/mtrec_runs/<run>."""
+    return Path(DEFAULT_RUNS).expanduser() / f"mtrec-{model.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+def evaluate_stream(model: MultiTaskModel, stream: FileStream, batch_size: int = 8192) -> Metrics:
+    """Per-task AUC / logloss of the model on a scanned stream, read window by window (probabilities and labels of
+    every row are kept: a few floats a row)."""
+    probs, labels = [], []
+    frames, _, _ = stream.eval_windows()
+    for frame in frames:
+        encoded = model.encode(frame)
+        probs.append(model.predict_array(encoded, batch_size))
+        labels.append(encoded.labels_array())
+    return task_metrics(np.concatenate(labels), np.concatenate(probs), model.tasks)
 
 
 def dense_optimizer(network: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

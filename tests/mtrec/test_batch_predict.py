@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 import mtrec
-from mtrec.batch.plan import find_inputs, plan_inputs, split_pieces
+from mtrec.data.files import find_inputs, plan_inputs, split_pieces
 from mtrec.batch.writer import RowLedger, ScoreWriter
 from mtrec.cli import main as cli_main
 from mtrec.quant.commands import with_precision
@@ -184,7 +184,7 @@ def test_killed_job_leaves_no_complete_looking_output(checkpoint, adult, tmp_pat
 def test_read_tasks_and_scorer_module_do_not_load_torch():
     """Ray Data read tasks import the datasource, the driver the scorer class: neither may pull in torch (each
     extra process with torch costs ~300 MiB), while the package's public names still resolve on first use."""
-    code = ("import sys, mtrec.batch.source, mtrec.batch.scorer, mtrec.batch.writer\n"
+    code = ("import sys, mtrec.data.ray_source, mtrec.batch.scorer, mtrec.batch.writer\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n"
             "import mtrec\n"
             "assert callable(mtrec.train) and callable(mtrec.batch_predict) and mtrec.datasets.load\n")

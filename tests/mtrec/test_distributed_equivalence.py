@@ -66,10 +66,16 @@ def _rank_main(rank: int, world: int, tmp: str) -> None:
     """One rank: one SGD step under every sharding type (saved), then an Adagrad+Adam row_wise step resharded
     (weights and optimizer state) into a table_wise model."""
     torch.set_num_threads(1)
-    from mtrec.distributed.checkpoint import load_sharded, model_manifest, save_sharded
+    from mtrec.distributed.checkpoint import load_sharded, model_manifest, run_files, save_sharded
     from mtrec.distributed.env import destroy_process_group, init_local_process_group
     from mtrec.distributed.planner import build_plan
     from mtrec.distributed.wrap import make_optimizer, shard
+
+    def save(path: str, dmp, opt, model, state) -> None:
+        """save_sharded with the model's vocabulary file (each rank writes its copy in its own run directory)."""
+        run_dir = Path(f"{tmp}/run-{rank}")
+        manifest = model_manifest(model, run_dir=run_dir)
+        save_sharded(path, dmp, opt, manifest, state, run_files(manifest, run_dir))
 
     pg = init_local_process_group(f"{tmp}/store", rank, world)
     data = mtrec.datasets.load("adult")
@@ -77,16 +83,16 @@ def _rank_main(rank: int, world: int, tmp: str) -> None:
     try:
         for kind in TYPES:
             model, dmp, opt, plans[kind] = _train_one_step(data, kind, rank, world, pg, "sgd", False)
-            save_sharded(f"{tmp}/{kind}", dmp, opt, model_manifest(model), {"step": 1})
+            save(f"{tmp}/{kind}", dmp, opt, model, {"step": 1})
         model, dmp, opt, _ = _train_one_step(data, "row_wise", rank, world, pg, "adagrad", False)
-        save_sharded(f"{tmp}/row_wise_adagrad", dmp, opt, model_manifest(model), {"step": 1})
+        save(f"{tmp}/row_wise_adagrad", dmp, opt, model, {"step": 1})
         model = _model(data, False)
         network = model.require_network()
         plan = build_plan(network, world, sharding="table_wise", batch_size=GLOBAL_BATCH // world, pg=pg)
         dmp = shard(network, plan, torch.device("cpu"), "adagrad", 0.1, pg)
         opt = make_optimizer(dmp, 3e-3, "adagrad", 0.1)
         state = load_sharded(f"{tmp}/row_wise_adagrad", dmp, opt)
-        save_sharded(f"{tmp}/resharded", dmp, opt, model_manifest(model), state)
+        save(f"{tmp}/resharded", dmp, opt, model, state)
         if rank == 0:
             Path(f"{tmp}/plans.json").write_text(json.dumps(plans))
     finally:

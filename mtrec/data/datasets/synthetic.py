@@ -219,21 +219,23 @@ def synthetic_chunks(rows: int, chunk_rows: int, start: int = 0, **spec: Any) ->
         yield s.frame(lo, min(lo + chunk_rows, start + rows))
 
 
-def write_synthetic_parquet(path: str | Path, rows: int, chunk_rows: int = 1_000_000, **spec: Any) -> Path:
-    """Stream `rows` synthetic rows into one Parquet file (one row group per chunk); returns the path."""
+def write_synthetic_parquet(path: str | Path, rows: int, chunk_rows: int = 1_000_000, start: int = 0,
+                            **spec: Any) -> Path:
+    """Stream synthetic rows [start, start + rows) into one Parquet file (one row group per chunk); returns the
+    path (written to a temporary name and renamed, so a crash leaves no partial file)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if rows < 1 or chunk_rows < 1:
-        raise ValueError(f"need rows >= 1 and chunk_rows >= 1, got {rows}, {chunk_rows}")
+    if rows < 1 or chunk_rows < 1 or start < 0:
+        raise ValueError(f"need rows >= 1, chunk_rows >= 1 and start >= 0, got {rows}, {chunk_rows}, {start}")
     s = make_spec(**spec)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     writer = None
     try:
-        for lo in range(0, rows, chunk_rows):
-            a = s.arrays(lo, min(lo + chunk_rows, rows))
+        for lo in range(start, start + rows, chunk_rows):
+            a = s.arrays(lo, min(lo + chunk_rows, start + rows))
             cols: dict[str, pa.Array] = {n: pa.array(a[n]) for n in s.single_names}
             for n in s.multi_names:
                 lengths, values = a[n]
@@ -254,6 +256,33 @@ def write_synthetic_parquet(path: str | Path, rows: int, chunk_rows: int = 1_000
         raise
     tmp.replace(path)
     return path
+
+
+def write_synthetic_dataset(out: str | Path, rows: int, files: int = 1, row_group_rows: int = 131_072,
+                            progress: bool = True, **spec: Any) -> dict[str, list[Path]]:
+    """Write `rows` synthetic rows as sharded Parquet: out/train (`files` files, the first 80% of the rows, as
+    `load("synthetic")` splits), out/valid and out/test (10% each, in files of about the train files' size), with
+    row groups of `row_group_rows` rows; returns the paths per split. Refuses an existing, non-empty `out`."""
+    from tqdm.auto import tqdm
+
+    if rows < 3 or files < 1:
+        raise ValueError(f"need rows >= 3 and files >= 1, got {rows}, {files}")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} exists and is not empty; choose a new directory")
+    n_tr, n_va = int(0.8 * rows), int(0.1 * rows)
+    bounds = {"train": (0, n_tr), "valid": (n_tr, n_tr + n_va), "test": (n_tr + n_va, rows)}
+    per_file = max(1, -(-n_tr // files))
+    written: dict[str, list[Path]] = {}
+    with tqdm(total=rows, unit=" rows", unit_scale=True, desc="writing", disable=not progress) as bar:
+        for split, (lo, hi) in bounds.items():
+            written[split] = []
+            for k, first in enumerate(range(lo, hi, per_file)):
+                n = min(per_file, hi - first)
+                written[split].append(write_synthetic_parquet(out / split / f"part-{k:05d}.parquet", n,
+                                                              chunk_rows=row_group_rows, start=first, **spec))
+                bar.update(n)
+    return written
 
 
 def synthetic(rows: int = 100_000, tables: int = 8, cardinality: int = 10_000, tasks: int = 3, seed: int = 0,

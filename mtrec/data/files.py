@@ -1,16 +1,22 @@
-"""The input side of batch scoring: which files to read, their format and row counts, and how to split them.
+"""Input files (of training, validation and batch scoring): which files to read, their format and row counts, and
+how to split them into pieces.
 
-An input is a file, a directory of Parquet files or a glob. Parquet files are split into pieces of whole row
-groups (their row counts come from the footer, so the first row of every piece is known before anything is read);
-a CSV file is one piece whose rows are counted as they stream.
+An input is a file, a directory of Parquet/CSV files, a glob, or a list of any of these. Parquet files are split
+into pieces of whole row groups (their row counts come from the footer, so the first row of every piece is known
+before anything is read); a CSV file is one piece whose rows are counted as they stream.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
 
 from mtrec.data.io import CSV_SUFFIXES, PARQUET_SUFFIXES
 from mtrec.errors import DataError
@@ -53,8 +59,13 @@ def format_of(path: str) -> str:
     raise DataError(f"cannot tell the format of {path!r}: use .parquet/.pq or .csv files")
 
 
-def find_inputs(source: str | os.PathLike[str]) -> list[str]:
-    """The input files of a file, a directory (its Parquet/CSV files) or a glob, sorted; DataError when none."""
+def find_inputs(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str]:
+    """The input files of a file, a directory (its Parquet/CSV files, sorted) or a glob (sorted), or of a list of
+    those (in the list's order); DataError when there are none."""
+    if isinstance(source, (list, tuple)):
+        if not source:
+            raise DataError("an empty list of input files")
+        return [f for item in source for f in find_inputs(item)]
     text = str(source)
     path = Path(source)
     if path.is_dir():
@@ -87,7 +98,7 @@ def describe(path: str) -> InputFile:
                      tuple(g.total_byte_size for g in groups))
 
 
-def plan_inputs(source: str | os.PathLike[str]) -> list[InputFile]:
+def plan_inputs(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[InputFile]:
     """Every input file of `source`, described."""
     return [describe(f) for f in find_inputs(source)]
 
@@ -120,3 +131,47 @@ def split_pieces(files: list[InputFile], rows_per_piece: int) -> list[Piece]:
         if groups:
             pieces.append(Piece(index, tuple(groups), first, rows, nbytes))
     return pieces
+
+
+def numbered(table: pa.Table, file: int, first_row: int) -> pa.Table:
+    """`table` with the FILE and ROW columns appended."""
+    n = table.num_rows
+    table = table.append_column(FILE, pa.array(np.full(n, file, dtype=np.int32)))
+    return table.append_column(ROW, pa.array(np.arange(first_row, first_row + n, dtype=np.int64)))
+
+
+def _parquet_blocks(file: InputFile, piece: Piece, columns: list[str], block_rows: int,
+                    pre_buffer: bool) -> Iterator[pa.Table]:
+    """Blocks of one Parquet piece with FILE and ROW added."""
+    import pyarrow.parquet as pq
+
+    reader = pq.ParquetFile(file.path, pre_buffer=pre_buffer)
+    present = [c for c in columns if c in set(reader.schema_arrow.names)]
+    row = piece.first_row
+    for batch in reader.iter_batches(batch_size=block_rows, row_groups=list(piece.row_groups), columns=present):
+        yield numbered(pa.Table.from_batches([batch]), piece.file, row)
+        row += batch.num_rows
+
+
+def _csv_blocks(file: InputFile, piece: Piece, columns: list[str], block_rows: int) -> Iterator[pa.Table]:
+    """Blocks of one CSV file with FILE and ROW added (each chunk parsed whole, so a column has one type per
+    block); DataError naming the file when it cannot be parsed."""
+    row = 0
+    try:
+        header = pd.read_csv(file.path, nrows=0).columns
+        usecols = [c for c in columns if c in set(header)]
+        for chunk in pd.read_csv(file.path, usecols=usecols, chunksize=block_rows, low_memory=False):
+            yield numbered(pa.Table.from_pandas(chunk, preserve_index=False), piece.file, row)
+            row += len(chunk)
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, pa.ArrowException) as e:
+        raise DataError(f"file {file.path!r}: cannot parse CSV after row {row}: {e}", row=row) from e
+
+
+def piece_blocks(file: InputFile, piece: Piece, columns: list[str], block_rows: int,
+                 pre_buffer: bool = False) -> Iterator[pa.Table]:
+    """Arrow blocks of at most `block_rows` rows of one piece (only `columns` that the file has), each with the
+    FILE and ROW columns appended; a block never mixes files. `pre_buffer` reads a Parquet file's column chunks in
+    few large requests (faster on remote storage, but it holds them: more memory)."""
+    if file.format == "parquet":
+        return _parquet_blocks(file, piece, columns, block_rows, pre_buffer)
+    return _csv_blocks(file, piece, columns, block_rows)
