@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 import mtrec
 from benchmarks.common import write_results
 from mtrec.data.batches import EncodedFrame
+from mtrec.model import task_probabilities
 from mtrec.quant import QuantizedModel, quantize, uniform_plan
 from mtrec.train.metrics import task_aucs
 from mtrec.quant.units import fp32_state_bytes
@@ -60,14 +61,14 @@ def _model_call(model: mtrec.MultiTaskModel, q: QuantizedModel | None, rows: Enc
 
         def eager() -> object:
             with torch.no_grad():
-                return torch.sigmoid(model.logits_of(batch))
+                return task_probabilities(model.logits_of(batch))
         return eager
     predictor = q.predictor
     fixed = next(predictor.batches(rows, len(rows)))
 
     def quantized() -> object:
         with torch.inference_mode():
-            return torch.sigmoid(predictor.logits(fixed))
+            return task_probabilities(predictor.logits(fixed))
     return quantized
 
 

@@ -23,8 +23,12 @@ from mtrec.recipe import Recipe
 
 
 def task_probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """Sigmoid of [B, T] logits one task column at a time, so a task's probabilities do not depend on how many
-    tasks sit beside it (the CPU kernel's vectorized body and scalar tail round differently)."""
+    """Sigmoid of [B, T] logits (or of one task's [B]) one task column at a time, so a task's probabilities do not
+    depend on how many tasks sit beside it (the CPU kernel's vectorized body and scalar tail round differently).
+    Every scoring path (model.predict, the Predictor, distributed evaluation, new-task fits, batch scoring, the
+    endpoint) goes through it, so an old task's scores are the same bits on all of them."""
+    if logits.dim() == 1:
+        return torch.sigmoid(logits.contiguous())
     return torch.stack([torch.sigmoid(logits[:, t].contiguous()) for t in range(logits.shape[1])], dim=1)
 
 

@@ -33,6 +33,7 @@ from mtrec.distributed.env import quiet_worker_logs
 from mtrec.distributed.planner import build_plan, format_plan, plan_tables
 from mtrec.distributed.sinks import CheckpointSink
 from mtrec.distributed.wrap import make_optimizer, shard
+from mtrec.model import task_probabilities
 from mtrec.recipe import TrainConfig
 from mtrec.train.loop import seed_everything
 from mtrec.train.epochs import EpochLoop, LoopSettings, LoopState, Validation
@@ -119,7 +120,7 @@ def evaluate_sharded(model: DistributedModelParallel, valid: EncodedFrame, real_
     with torch.no_grad():
         for batch in valid.batches(batch_size):
             _, (_, logits) = model(batch.to(model.device))
-            parts.append(torch.sigmoid(logits.float()).cpu())
+            parts.append(task_probabilities(logits.float()).cpu())
     probs = torch.cat(parts)
     labels = valid.labels
     local = torch.cat([probs, labels, torch.full((len(probs), 1), float(real_rows))], dim=1).to(_comm_device())

@@ -21,6 +21,7 @@ from mtrec.data.io import read_frame
 from mtrec.data.schema import Schema
 from mtrec.data.vocab import Vocabularies
 from mtrec.errors import DataError
+from mtrec.model import task_probabilities
 from mtrec.models.inputs import run_network
 from mtrec.quant.features import FastEncoder
 
@@ -59,7 +60,7 @@ class Predictor:
         start = 0
         with torch.inference_mode():
             for batch in self.batches(encoded, batch_size):
-                probs = torch.sigmoid(self.logits(batch))
+                probs = task_probabilities(self.logits(batch))
                 out[start:start + len(batch)] = probs.numpy()
                 start += len(batch)
         return out

@@ -16,6 +16,7 @@ from torch import nn
 from mtrec.data.batches import Batch, EncodedFrame
 from mtrec.tasks.cache import RepresentationCache, representations
 from mtrec.tasks.freezing import GradientMasks
+from mtrec.model import task_probabilities
 from mtrec.models.heads import TaskHead
 from mtrec.models.inputs import network_inputs
 from mtrec.train.epochs import BestState, EpochLoop, LoopSettings, Validation
@@ -102,7 +103,7 @@ def head_probabilities(head: TaskHead, cache: RepresentationCache, batch_size: i
     """The head's probabilities over a cached frame, in row order."""
     head.eval()
     with torch.no_grad():
-        parts = [torch.sigmoid(head(reps)) for reps, _ in cache.batches(batch_size)]
+        parts = [task_probabilities(head(reps)) for reps, _ in cache.batches(batch_size)]
     return torch.cat(parts).numpy()
 
 
@@ -138,7 +139,7 @@ def network_probabilities(network: nn.Module, head: TaskHead, encoded: EncodedFr
     network.eval()
     head.eval()
     with torch.no_grad():
-        parts = [torch.sigmoid(network_logit(network, head, b)) for b in encoded.batches(batch_size)]
+        parts = [task_probabilities(network_logit(network, head, b)) for b in encoded.batches(batch_size)]
     return torch.cat(parts).numpy()
 
 
