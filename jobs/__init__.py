@@ -8,7 +8,9 @@ Each job's `--config` is a YAML/JSON mapping of its options (jobs.train: the mod
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +33,12 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None = 
     return parser.parse_args(argv)
 
 
-def require_api(name: str) -> Any:
-    """`mtrec.<name>`, or a clear error when this mtrec does not provide it yet."""
-    import mtrec
+@contextlib.contextmanager
+def user_errors(parser: argparse.ArgumentParser) -> Iterator[None]:
+    """Options that do not fit together (mtrec.errors.UsageError) end the job like a parser error: one line, exit 2."""
+    from mtrec.errors import UsageError
 
-    func = getattr(mtrec, name, None)
-    if func is None:
-        raise SystemExit(f"error: this mtrec has no mtrec.{name} (mtrec {getattr(mtrec, '__version__', '?')} "
-                         f"at {Path(mtrec.__file__).parent}); update mtrec to run this job")
-    return func
+    try:
+        yield
+    except UsageError as exc:
+        parser.error(str(exc))

@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
-from jobs import parse_with_config, require_api
+from jobs import parse_with_config, user_errors
+from mtrec.cli import add_data_args
+from mtrec.workflows import METHOD
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,11 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML/JSON of this job's options")
     p.add_argument("--checkpoint", help="trained checkpoint (unsharded, or a sharded one from jobs.train)")
     p.add_argument("--task", help="the new task's label column")
-    p.add_argument("--method", default="prompt", help="prompt (default), tower, finetune, child_tuning, pecl, joint")
-    p.add_argument("--dataset", help="built-in dataset carrying the new label (e.g. adult)")
-    p.add_argument("--train", help="training frame (Parquet/CSV) with the new label column")
-    p.add_argument("--valid", help="validation frame")
-    p.add_argument("--test", help="test frame to evaluate every task on")
+    p.add_argument("--method", default=METHOD, help="prompt (default), tower, finetune, child_tuning, pecl, joint")
+    add_data_args(p, tasks=False)
     p.add_argument("--options", type=json.loads, default={}, help='more add_task options as JSON, e.g. {"epochs": 5}')
     p.add_argument("--out", help="checkpoint directory to write")
     return p
@@ -42,30 +40,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for needed in ("checkpoint", "task", "out"):
         if not getattr(args, needed):
             parser.error(f"--{needed} is required (flag or config key)")
-    import mtrec
+    from mtrec import workflows
 
-    add_task = require_api("add_task")
-    model = mtrec.load(args.checkpoint)
-    from mtrec.data.io import load_splits
-
-    splits = load_splits(args.dataset, args.train, args.valid, args.test)
-    if splits is None:
-        parser.error("give --dataset NAME or --train PATH")
-    train, valid, test = splits
-    result = add_task(model, args.task, train, valid=valid, method=args.method, **dict(args.options or {}))
-    report: dict[str, Any] = {"task": args.task, "method": args.method, "tasks": model.tasks,
-                              "trainable_params": result.trainable_params, "total_params": result.total_params,
-                              "seconds": result.seconds}
-    if test is not None:
-        report["test"] = mtrec.evaluate(model, test)
-        for task, m in report["test"].items():
-            print(f"  {task:<14} AUC {m['auc']:.4f}  logloss {m['logloss']:.4f}")
-    path = mtrec.save(model, args.out)
-    (Path(path) / "add_task_report.json").write_text(json.dumps(report, indent=2, default=str))
-    print(f"added {args.task!r}: {result.trainable_params:,} of {result.total_params:,} parameters trained "
-          f"in {result.seconds:.1f} s")
+    with user_errors(parser):
+        splits = workflows.load_splits(args.dataset, args.train, args.valid, args.test)
+        report = workflows.add_task_to_checkpoint(args.checkpoint, args.task, splits, method=args.method,
+                                                  **dict(args.options or {}))
+    if report.test is not None:
+        print(workflows.format_metrics(f"{report.model.name} + {args.task}: test metrics", report.test))
+    path = report.save(args.out)
+    print(report.summary())
     print(f"checkpoint: {path}")
-    return report
+    return report.to_dict()
 
 
 if __name__ == "__main__":

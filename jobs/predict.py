@@ -15,23 +15,21 @@ import argparse
 import sys
 from typing import Any
 
-from jobs import parse_with_config, require_api
+from jobs import parse_with_config, user_errors
+from mtrec.batch.options import BATCH_SIZE, ON_BAD_ROWS, PRECISION, WORKERS
+from mtrec.cli import add_predict_args
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """This job's options."""
+    """This job's options (defaults: mtrec.batch.options)."""
     p = argparse.ArgumentParser(prog="python -m jobs.predict", description=__doc__.splitlines()[0])
     p.add_argument("--config", help="YAML/JSON of this job's options")
     p.add_argument("--checkpoint", help="trained (or quantized) checkpoint directory")
     p.add_argument("--input", help="a Parquet/CSV file, a directory of them, or a glob")
     p.add_argument("--output", help="output directory (appears only when the job succeeds)")
-    p.add_argument("--workers", type=int, default=1, help="predictor actors")
-    p.add_argument("--batch-size", type=int, default=8192)
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "int8", "int4"])
-    p.add_argument("--id-column", help="input column copied to the output (default: file and row number)")
-    p.add_argument("--on-bad-rows", default="fail", choices=["fail", "skip"])
-    p.add_argument("--address", help="Ray cluster (default: $RAY_ADDRESS, else an embedded local Ray)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory on success")
+    p.add_argument("--workers", type=int, help=f"predictor actors (default {WORKERS})")
+    add_predict_args(p)
+    p.set_defaults(workers=WORKERS, batch_size=BATCH_SIZE, precision=PRECISION, on_bad_rows=ON_BAD_ROWS)
     return p
 
 
@@ -42,10 +40,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for needed in ("checkpoint", "input", "output"):
         if not getattr(args, needed):
             parser.error(f"--{needed} is required (flag or config key)")
-    batch_predict = require_api("batch_predict")
-    result = batch_predict(args.checkpoint, args.input, args.output, workers=args.workers,
-                           batch_size=args.batch_size, precision=args.precision, id_column=args.id_column,
-                           on_bad_rows=args.on_bad_rows, address=args.address, overwrite=args.overwrite)
+    from mtrec.batch.driver import batch_predict
+
+    with user_errors(parser):
+        result = batch_predict(args.checkpoint, args.input, args.output, workers=args.workers,
+                               batch_size=args.batch_size, precision=args.precision, id_column=args.id_column,
+                               on_bad_rows=args.on_bad_rows, address=args.address, overwrite=args.overwrite)
     return result.to_dict()
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
-from jobs import parse_with_config, require_api
+from jobs import parse_with_config, user_errors
+from mtrec.quant.planner import MAX_AUC_DROP
+from mtrec.workflows import SPLITS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,9 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML/JSON of this job's options")
     p.add_argument("--checkpoint", help="trained fp32 checkpoint (unsharded, or a sharded one from jobs.train)")
     p.add_argument("--dataset", help="built-in dataset to calibrate on (e.g. adult)")
-    p.add_argument("--split", default="valid", choices=["train", "valid", "test"])
+    p.add_argument("--split", default="valid", choices=SPLITS)
     p.add_argument("--calibration", help="labelled calibration frame (Parquet/CSV) instead of --dataset")
-    p.add_argument("--max-auc-drop", type=float, default=0.001, help="per-task AUC budget")
+    p.add_argument("--max-auc-drop", type=float, default=MAX_AUC_DROP, help=f"per-task AUC budget ({MAX_AUC_DROP})")
     p.add_argument("--options", type=json.loads, default={}, help='more quantize options as JSON')
     p.add_argument("--out", help="quantized checkpoint directory to write")
     return p
@@ -39,20 +40,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for needed in ("checkpoint", "out"):
         if not getattr(args, needed):
             parser.error(f"--{needed} is required (flag or config key)")
-    import mtrec
+    from mtrec import workflows
 
-    quantize = require_api("quantize")
-    model = mtrec.load(args.checkpoint)
-    calibration = getattr(mtrec.datasets.load(args.dataset), args.split) if args.dataset else args.calibration
-    quantized = quantize(model, calibration, max_auc_drop=args.max_auc_drop, **dict(args.options or {}))
-    path = mtrec.save(quantized, args.out)
-    report = dict(getattr(quantized, "report", {}) or {})
-    (Path(path) / "quantize_report.json").write_text(json.dumps(report, indent=2, default=str))
-    summary = getattr(quantized, "summary", None)
-    if callable(summary):
-        print(summary())
+    with user_errors(parser):
+        report = workflows.quantize_checkpoint(args.checkpoint,
+                                               workflows.split_frame(args.dataset, args.split, args.calibration),
+                                               max_auc_drop=args.max_auc_drop, **dict(args.options or {}))
+    path = report.save(args.out)
+    print(report.model.summary())
     print(f"quantized checkpoint: {path}")
-    return report
+    return report.report
 
 
 if __name__ == "__main__":

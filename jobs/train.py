@@ -13,10 +13,11 @@ The sharded checkpoints stay in the run directory; the best epoch is also saved 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from jobs import user_errors
 
 
 def _model_and_dataset(config: str, model: str | None, dataset: str | None) -> tuple[str, str | None]:
@@ -69,52 +70,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the job; returns its report (also written as train_report.json beside the checkpoint)."""
-    args = build_parser().parse_args(argv)
-    import mtrec
-    from mtrec.distributed import load_job_config, train_distributed
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from mtrec import workflows
+    from mtrec.distributed import load_job_config
 
-    overrides = [tok for kv in args.set or [] for tok in ("--" + kv.split("=", 1)[0], kv.split("=", 1)[1])]
-    recipe, dist_cfg = load_job_config(args.config, overrides)
+    recipe, dist_cfg = load_job_config(args.config, workflows.override_tokens(args.set or []))
     dist_cfg = dist_cfg.replace(workers=args.workers, address=args.address, sharding=args.sharding,
                                 checkpoint_every=args.checkpoint_every, max_failures=args.max_failures,
                                 storage_path=args.storage_path, name=args.name,
                                 tables={**dist_cfg.tables, **_table_overrides(args.table)})
     model_name, dataset = _model_and_dataset(args.config, args.model, args.dataset)
-    if args.train:
-        from mtrec.data.io import load_splits
-
-        if not args.tasks:
-            raise SystemExit("error: --train needs --tasks a,b")
-        train, valid, test = load_splits(None, args.train, args.valid, args.test)
-        tasks = args.tasks.split(",")
-        schema = mtrec.Schema.from_frame(train, tasks=tasks)
-    elif dataset:
-        data = mtrec.datasets.load(dataset)
-        schema, train, valid, test, tasks = data.schema, data.train, data.valid, data.test, data.tasks
-    else:
-        raise SystemExit("error: give --dataset NAME (or a <model>_<dataset>.yaml recipe), or --train with --tasks")
-    model = mtrec.build_model(model_name, schema=schema, tasks=tasks, recipe=recipe)
-    result = train_distributed(model, train, valid, distributed=dist_cfg, launcher=args.launcher,
-                               progress=not args.no_progress, epochs=args.epochs, batch_size=args.batch_size,
-                               seed=args.seed)
-    report: dict[str, Any] = {
-        "model": model_name, "dataset": dataset or args.train, "tasks": tasks, "workers": result.workers,
-        "best_epoch": result.best_epoch, "steps": result.steps, "planned_steps": result.planned_steps,
-        "resumes": result.resumes, "ledger": result.ledger, "seconds": result.seconds,
-        "examples_per_second": result.examples_per_second, "sharded_checkpoint": result.checkpoint,
-        "run_dir": result.run_dir, "plan": result.plan, "history": result.history}
-    if test is not None:
-        report["test"] = mtrec.evaluate(model, test)
-        for task, m in report["test"].items():
-            print(f"  {task:<14} AUC {m['auc']:.4f}  logloss {m['logloss']:.4f}")
-    out = Path(args.out) if args.out else Path(result.run_dir or ".") / "model"
-    path = mtrec.save(model, out)
-    (path / "train_report.json").write_text(json.dumps(report, indent=2, default=str))
+    with user_errors(parser):
+        splits = workflows.load_splits(None if args.train else dataset, args.train, args.valid, args.test,
+                                       tasks=args.tasks.split(",") if args.tasks else None)
+        report = workflows.train_model(model_name, splits, recipe=recipe, distributed=dist_cfg,
+                                       launcher=args.launcher, progress=not args.no_progress, epochs=args.epochs,
+                                       batch_size=args.batch_size, seed=args.seed)
+    result = report.result
+    if report.test is not None:
+        print(workflows.format_metrics(f"{model_name}: test metrics", report.test))
+    path = report.save(Path(args.out) if args.out else Path(result.run_dir or ".") / "model")
     print(f"trained on {result.workers} workers: {result.steps}/{result.planned_steps} steps, best epoch "
           f"{result.best_epoch}, {result.seconds:.1f} s")
     print(f"sharded checkpoint: {result.checkpoint}")
     print(f"checkpoint: {path}")
-    return report
+    return report.to_dict()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""`mtrec` command line: train | evaluate | predict | add-task (more subcommands join as the API grows)."""
+"""`mtrec` command line: argument parsers over mtrec.workflows (train, evaluate, predict, add-task, quantize), plus
+data, serve, bench and report."""
 
 from __future__ import annotations
 
@@ -8,33 +9,15 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from mtrec import workflows
+from mtrec.batch.options import BAD_ROWS, BATCH_SIZE, ON_BAD_ROWS, PRECISION, PRECISIONS
+from mtrec.errors import UsageError
 from pretrain_stack.errors import ConfigError
 
 
-def _print_metrics(title: str, metrics: dict[str, dict[str, float]]) -> None:
-    print(f"\n{title}")
-    print(f"  {'task':<14}{'AUC':>8}{'logloss':>10}{'rows':>9}")
-    for task, m in metrics.items():
-        print(f"  {task:<14}{m['auc']:>8.4f}{m['logloss']:>10.4f}{m['rows']:>9,}")
-
-
-def _splits(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, list[str]]:
-    """(schema, train, valid, test, tasks) from a built-in dataset or from user files."""
-    import mtrec
-
-    if args.dataset:
-        data = mtrec.datasets.load(args.dataset)
-        tasks = args.tasks.split(",") if args.tasks else data.tasks
-        return data.schema, data.train, data.valid, data.test, tasks
-    if not args.train or not args.tasks:
-        raise SystemExit("error: give --dataset NAME, or --train PATH with --tasks a,b")
-    from mtrec.data.stream import FileSource
-
-    tasks = args.tasks.split(",")
-    hash_buckets = _hash_buckets(getattr(args, "hash", None))
-    source = FileSource.of(args.train)  # files stream: only their first rows are read here, for the schema
-    schema = mtrec.Schema.from_frame(source.head(), tasks=tasks, hash_buckets=hash_buckets)
-    return schema, args.train, args.valid, args.test, tasks
+def _tasks(text: str | None) -> list[str] | None:
+    """--tasks a,b as a list (None when not given)."""
+    return text.split(",") if text else None
 
 
 def _hash_buckets(items: list[str] | None) -> dict[str, int]:
@@ -43,87 +26,55 @@ def _hash_buckets(items: list[str] | None) -> dict[str, int]:
     for item in items or []:
         name, _, value = item.partition("=")
         if not name or not value.isdigit():
-            raise SystemExit(f"error: --hash expects FEATURE=BUCKETS (an integer), got {item!r}")
+            raise UsageError(f"--hash expects FEATURE=BUCKETS (an integer), got {item!r}")
         out[name] = int(value)
     return out
 
 
 def cmd_train(args: argparse.Namespace) -> None:
     """Train a model, evaluate it and save a checkpoint."""
-    import mtrec
-
-    schema, train, valid, test, tasks = _splits(args)
-    model = mtrec.build_model(args.model, schema=schema, tasks=tasks, dataset=args.dataset,
-                              recipe=args.config, overrides=args.set)
-    result = mtrec.train(model, train, valid=valid, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                         workers=args.workers, address=args.address, shuffle_buffer=args.shuffle_buffer,
-                         on_bad_rows=args.on_bad_rows)
-    report: dict[str, Any] = {"model": args.model, "tasks": tasks, "best_epoch": result.best_epoch,
-                              "seconds": result.seconds, "examples_per_second": result.examples_per_second,
-                              "parameters": model.num_parameters(), "data": result.data}
-    if test is not None:
-        report["test"] = mtrec.evaluate(model, test)
-        _print_metrics(f"{args.model}: test metrics (best epoch {result.best_epoch}, {result.seconds:.1f} s)",
-                       report["test"])
+    splits = workflows.load_splits(args.dataset, args.train, args.valid, args.test, tasks=_tasks(args.tasks),
+                                   hash_buckets=_hash_buckets(args.hash), stream=True)
+    report = workflows.train_model(args.model, splits, recipe=args.config, overrides=args.set, epochs=args.epochs,
+                                   batch_size=args.batch_size, seed=args.seed, workers=args.workers,
+                                   address=args.address, shuffle_buffer=args.shuffle_buffer,
+                                   on_bad_rows=args.on_bad_rows)
+    result = report.result
+    if report.test is not None:
+        print(workflows.format_metrics(f"{args.model}: test metrics (best epoch {result.best_epoch}, "
+                                       f"{result.seconds:.1f} s)", report.test))
     if args.out:
-        path = mtrec.save(model, args.out)
-        (Path(path) / "train_report.json").write_text(json.dumps(report, indent=2))
-        print(f"checkpoint: {path}")
+        print(f"checkpoint: {report.save(args.out)}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     """Evaluate a checkpoint on a frame (or a built-in dataset split)."""
-    import mtrec
-
-    model = mtrec.load(args.checkpoint)
-    if args.dataset:
-        frame = getattr(mtrec.datasets.load(args.dataset), args.split)
-    else:
-        frame = args.data
-    metrics = mtrec.evaluate(model, frame)
-    _print_metrics(f"{model.name} on {args.dataset + ':' + args.split if args.dataset else args.data}", metrics)
+    if not args.dataset and not args.data:
+        raise UsageError("give --dataset NAME (with --split) or --data PATH")
+    name = f"{args.dataset}:{args.split}" if args.dataset else args.data
+    report = workflows.evaluate_checkpoint(args.checkpoint, workflows.split_frame(args.dataset, args.split, args.data),
+                                           name=name)
+    print(report.summary())
     if args.json:
-        Path(args.json).write_text(json.dumps(metrics, indent=2))
-
-
-def _scores_to_file(args: argparse.Namespace) -> bool:
-    """Whether `mtrec predict` scores in-process into one file: no --workers and a .parquet/.pq/.csv output."""
-    return args.workers is None and args.output.lower().endswith((".parquet", ".pq", ".csv"))
+        Path(args.json).write_text(json.dumps(report.metrics, indent=2))
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
     """Score Parquet/CSV input: in-process into one file, or on Ray Data actors into an output directory."""
     import mtrec
+    from mtrec.quant.precision import QuantizationError
 
-    if not _scores_to_file(args):
-        try:
-            mtrec.batch_predict(args.checkpoint, args.input, args.output, workers=args.workers or 1,
-                                batch_size=args.batch_size or 8192, precision=args.precision or "auto",
-                                id_column=args.id_column, on_bad_rows=args.on_bad_rows or "fail",
-                                address=args.address, overwrite=args.overwrite)
-        except mtrec.DataError:
-            raise
-        except (ValueError, FileExistsError) as exc:
-            raise SystemExit(f"error: {exc}") from None
-        return
-    if args.on_bad_rows == "skip":
-        raise SystemExit("error: --on-bad-rows skip writes rejected.parquet beside the scores: give an output "
-                         "directory (or --workers N)")
-    from mtrec.data.io import read_frame
-    from mtrec.quant.commands import with_precision
-
-    precision = None if args.precision in (None, "auto") else args.precision
-    model = with_precision(mtrec.load(args.checkpoint), precision)
-    frame = read_frame(args.input)
-    out = model.predict(frame, batch_size=args.batch_size or 8192)
-    if args.id_column:
-        out.insert(0, args.id_column, frame[args.id_column].to_numpy())
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    if args.output.lower().endswith(".csv"):
-        out.to_csv(args.output, index=False)
-    else:
-        out.to_parquet(args.output, index=False)
-    print(f"wrote {len(out):,} rows x {len(model.tasks)} tasks to {args.output}")
+    try:
+        report = workflows.predict_files(args.checkpoint, args.input, args.output, workers=args.workers,
+                                         batch_size=args.batch_size, precision=args.precision,
+                                         id_column=args.id_column, on_bad_rows=args.on_bad_rows,
+                                         address=args.address, overwrite=args.overwrite)
+    except (mtrec.DataError, UsageError, QuantizationError):
+        raise
+    except (ValueError, FileExistsError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    if isinstance(report, workflows.PredictReport):
+        print(report.summary())
 
 
 def _option_value(text: str) -> Any:
@@ -136,34 +87,16 @@ def _option_value(text: str) -> Any:
 
 def cmd_add_task(args: argparse.Namespace) -> None:
     """Add a task to a checkpoint (frozen-backbone prompt tuning by default), evaluate it and save the result."""
-    import mtrec
-    from mtrec.data.io import load_splits
-
-    model = mtrec.load(args.checkpoint)
-    splits = load_splits(args.dataset, args.train, args.valid, args.test)
-    if splits is None:
-        raise SystemExit("error: give --dataset NAME, or --train PATH (with --valid/--test)")
-    train, valid, test = splits
-    options = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr),
-                                 ("seed", args.seed)) if v is not None}
+    splits = workflows.load_splits(args.dataset, args.train, args.valid, args.test)
+    options = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}
     for kv in args.option or []:
         key, _, value = kv.partition("=")
         options[key.replace("-", "_")] = _option_value(value)
-    result = mtrec.add_task(model, args.task, train, valid=valid, method=args.method, **options)
-    report: dict[str, Any] = {"task": args.task, "method": args.method, "tasks": model.tasks,
-                              "trainable_params": result.trainable_params, "total_params": result.total_params,
-                              "trainable_share": result.trainable_share, "seconds": result.seconds,
-                              "valid_auc": result.valid_auc, "best_epoch": result.best_epoch,
-                              "history": result.history}
-    shown = f", valid AUC {result.valid_auc:.4f}" if result.valid_auc is not None else ""
-    print(f"added task {args.task!r} with {args.method}: {result.trainable_params:,} of {result.total_params:,} "
-          f"parameters trained ({100 * result.trainable_share:.1f}%) in {result.seconds:.1f} s{shown}")
-    if test is not None:
-        report["test"] = mtrec.evaluate(model, test)
-        _print_metrics(f"{model.name} + {args.task}: test metrics", report["test"])
-    path = mtrec.save(model, args.out)
-    (Path(path) / "add_task_report.json").write_text(json.dumps(report, indent=2))
-    print(f"checkpoint: {path}")
+    report = workflows.add_task_to_checkpoint(args.checkpoint, args.task, splits, method=args.method, **options)
+    print(report.summary())
+    if report.test is not None:
+        print(workflows.format_metrics(f"{report.model.name} + {args.task}: test metrics", report.test))
+    print(f"checkpoint: {report.save(args.out)}")
 
 
 def cmd_data_synthetic(args: argparse.Namespace) -> None:
@@ -178,23 +111,26 @@ def cmd_data_synthetic(args: argparse.Namespace) -> None:
     print(", ".join(f"{split}: {len(paths)} file(s)" for split, paths in written.items()) + f" in {args.out}")
 
 
-def _data_args(p: argparse.ArgumentParser) -> None:
+def add_data_args(p: argparse.ArgumentParser, tasks: bool = True) -> None:
+    """--dataset, or --train/--valid/--test files (and --tasks): the options of workflows.load_splits."""
     p.add_argument("--dataset", help="built-in dataset: adult, movielens-100k, synthetic")
     p.add_argument("--train", help="training frame (Parquet/CSV) for your own data")
     p.add_argument("--valid", help="validation frame")
     p.add_argument("--test", help="test frame")
-    p.add_argument("--tasks", help="comma-separated label columns (default: the dataset's tasks)")
+    if tasks:
+        p.add_argument("--tasks", help="comma-separated label columns (default: the dataset's tasks)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(prog="mtrec", description="Multi-task recommendation with prompt tuning.")
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_address_arg(p: argparse.ArgumentParser) -> None:
+    """--address: the Ray cluster a command runs on."""
+    p.add_argument("--address", help="Ray cluster to use (default: $RAY_ADDRESS, else an embedded local Ray)")
 
+
+def _add_train_parser(sub: Any) -> None:
     p = sub.add_parser("train", help="train a multi-task model")
-    p.add_argument("--model", default="mptrec", help="single, shared_bottom, mmoe, ple, stem, mptrec")
+    p.add_argument("--model", default=workflows.MODEL, help="single, shared_bottom, mmoe, ple, stem, mptrec")
     p.add_argument("--config", help="a recipe file (default: mtrec/configs/<model>_<dataset>.yaml)")
-    _data_args(p)
+    add_data_args(p)
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seed", type=int)
@@ -202,48 +138,56 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recipe overrides, e.g. train.lr=0.002 model.encoder.dropout=0.1")
     p.add_argument("--out", help="checkpoint directory to write")
     p.add_argument("--workers", type=int, help="train on N Ray Train workers with sharded tables")
-    p.add_argument("--address", help="Ray cluster to use (default: $RAY_ADDRESS, else an embedded local Ray)")
+    add_address_arg(p)
     p.add_argument("--shuffle-buffer", type=int, help="files: rows shuffled together (default 262144; 0 = none)")
-    p.add_argument("--on-bad-rows", choices=["fail", "skip"],
+    p.add_argument("--on-bad-rows", choices=BAD_ROWS,
                    help="files: fail (default) at the first bad row; skip: count it and write it to rejected.parquet")
     p.add_argument("--hash", nargs="*", metavar="FEATURE=BUCKETS",
                    help="hash these sparse features into a fixed number of rows instead of fitting a vocabulary")
     p.set_defaults(func=cmd_train)
 
+
+def _add_evaluate_parser(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="evaluate a checkpoint")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--dataset")
-    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--split", default="test", choices=workflows.SPLITS)
     p.add_argument("--data", help="a labelled Parquet/CSV file")
     p.add_argument("--json", help="also write the metrics as JSON here")
     p.set_defaults(func=cmd_evaluate)
 
+
+def add_predict_args(p: argparse.ArgumentParser) -> None:
+    """The options of batch scoring shared by `mtrec predict` and jobs.predict (defaults: mtrec.batch.options)."""
+    p.add_argument("--id-column", help="input column copied to the output (default: the file and row number)")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help=f"{PRECISION} (default): as saved; else score an fp32 checkpoint in this precision (FBGEMM "
+                        "tables + dense; int4 = int4 tables)")
+    p.add_argument("--batch-size", type=int, help=f"rows per batch (default {BATCH_SIZE})")
+    p.add_argument("--on-bad-rows", choices=BAD_ROWS,
+                   help=f"{ON_BAD_ROWS} (default): stop at the first bad row; skip: write it to rejected.parquet")
+    add_address_arg(p)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory on success")
+
+
+def _add_predict_parser(sub: Any) -> None:
     p = sub.add_parser("predict", help="score Parquet/CSV files with a checkpoint (in-process, or on Ray actors)")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--input", required=True, help="a Parquet/CSV file, a directory of them, or a glob")
     p.add_argument("--output", required=True,
                    help="a .parquet/.csv file (in-process), or a directory: batch scoring on Ray Data actors")
-    p.add_argument("--id-column", help="input column copied to the output (default: the file and row number)")
-    p.add_argument("--precision", choices=["auto", "fp32", "fp16", "int8", "int4"],
-                   help="auto (default): as saved; else score an fp32 checkpoint in this precision (FBGEMM tables "
-                        "+ dense; int4 = int4 tables)")
     p.add_argument("--workers", type=int, help="predictor actors (batch scoring into an output directory)")
-    p.add_argument("--batch-size", type=int, help="rows per batch (default 8192)")
-    p.add_argument("--on-bad-rows", choices=["fail", "skip"],
-                   help="fail (default): stop at the first bad row; skip: write it to rejected.parquet")
-    p.add_argument("--address", help="Ray cluster to use (default: $RAY_ADDRESS, else an embedded local Ray)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory on success")
+    add_predict_args(p)
     p.set_defaults(func=cmd_predict)
 
+
+def _add_add_task_parser(sub: Any) -> None:
     p = sub.add_parser("add-task", help="add a task to a trained checkpoint (frozen backbone, prompt tuning)")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--task", required=True, help="the new task's label column")
-    p.add_argument("--method", default="prompt",
+    p.add_argument("--method", default=workflows.METHOD,
                    help="prompt (default), tower, finetune, child_tuning, pecl or joint")
-    p.add_argument("--dataset", help="built-in dataset: adult, movielens-100k, synthetic")
-    p.add_argument("--train", help="training frame (Parquet/CSV) carrying the new label column")
-    p.add_argument("--valid", help="validation frame (early stopping on the new task's AUC)")
-    p.add_argument("--test", help="labelled test frame to evaluate every task on")
+    add_data_args(p, tasks=False)
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
@@ -253,6 +197,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="checkpoint directory to write (may be --checkpoint itself)")
     p.set_defaults(func=cmd_add_task)
 
+
+def cmd_quantize(args: argparse.Namespace) -> None:
+    """Quantize a checkpoint and save it."""
+    calibration = workflows.split_frame(args.dataset, args.split, args.calibration)
+    report = workflows.quantize_checkpoint(args.checkpoint, calibration, precision=args.precision,
+                                           max_auc_drop=args.max_auc_drop, objective=args.objective, mode=args.mode,
+                                           batch_size=args.batch_size)
+    path = report.save(args.out)
+    print(report.model.summary())
+    print(f"quantized checkpoint: {path}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.report, indent=2, default=str))
+
+
+def _add_quantize_parser(sub: Any) -> None:
+    from mtrec.quant.planner import MAX_AUC_DROP, MODES, OBJECTIVES, PRESETS
+
+    p = sub.add_parser("quantize", help="mixed-precision inference copy of a checkpoint (SAMP-style planner)")
+    p.add_argument("--checkpoint", required=True, help="a trained mtrec checkpoint")
+    p.add_argument("--out", required=True, help="quantized checkpoint directory to write")
+    p.add_argument("--dataset", help="calibrate on a built-in dataset's split (adult, movielens-100k, synthetic)")
+    p.add_argument("--split", default="valid", choices=workflows.SPLITS)
+    p.add_argument("--calibration", help="labelled Parquet/CSV calibration data (instead of --dataset)")
+    p.add_argument("--max-auc-drop", type=float, default=MAX_AUC_DROP,
+                   help=f"per-task AUC budget (default {MAX_AUC_DROP})")
+    p.add_argument("--objective", default=OBJECTIVES[0], choices=OBJECTIVES)
+    p.add_argument("--mode", default=MODES[0], choices=MODES)
+    p.add_argument("--precision", choices=[p for p in PRESETS if p != "fp32"],
+                   help="one precision everywhere instead of the search (int4 = int4 tables, int8 dense)")
+    p.add_argument("--batch-size", type=int, default=512, help="rows per call the latency is measured at")
+    p.add_argument("--json", help="also write the planner's report here")
+    p.set_defaults(func=cmd_quantize)
+
+
+def _add_data_parser(sub: Any) -> None:
     p = sub.add_parser("data", help="write datasets to files")
     data = p.add_subparsers(dest="data_command", required=True)
     p = data.add_parser("synthetic", help="sharded synthetic Parquet: DIR/train (80%%), DIR/valid, DIR/test")
@@ -265,11 +244,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--row-group-rows", type=int, default=131_072, help="rows per Parquet row group")
     p.set_defaults(func=cmd_data_synthetic)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="mtrec", description="Multi-task recommendation with prompt tuning.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_train_parser, _add_evaluate_parser, _add_predict_parser, _add_add_task_parser,
+                _add_data_parser, _add_quantize_parser):
+        add(sub)
     from mtrec.bench_commands import add_parser as add_bench_parser
-    from mtrec.quant.commands import add_parser as add_quantize_parser
     from mtrec.serve.commands import add_parser as add_serve_parser
 
-    add_quantize_parser(sub)
     add_serve_parser(sub)
     add_bench_parser(sub)
     return parser
@@ -279,13 +264,14 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the `mtrec` console script."""
     args = build_parser().parse_args(argv)
     if getattr(args, "set", None):
-        args.set = [tok for kv in args.set for tok in ("--" + kv.split("=", 1)[0], kv.split("=", 1)[1])]
-    handled: tuple[type[BaseException], ...] = (ConfigError,)
+        args.set = workflows.override_tokens(args.set)
+    handled: tuple[type[BaseException], ...] = (ConfigError, UsageError)
     try:
-        from mtrec.errors import DataError
         from mtrec.checkpoint import CheckpointError
+        from mtrec.errors import DataError
+        from mtrec.quant.precision import QuantizationError
 
-        handled = (ConfigError, DataError, CheckpointError)
+        handled = (ConfigError, DataError, CheckpointError, UsageError, QuantizationError)
         func: Callable[[argparse.Namespace], None] = args.func
         func(args)
     except handled as exc:

@@ -12,3 +12,8 @@ class DataError(ValueError):
         super().__init__(message)
         self.column = column
         self.row = row
+
+
+class UsageError(ValueError):
+    """A command's inputs do not fit together (a needed option missing, options that exclude each other); the
+    message names the options."""

@@ -20,12 +20,12 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from mtrec.data.files import missing_columns, plan_inputs, split_pieces
-from mtrec.batch.scorer import PRECISIONS, BatchScorer, peak_rss_bytes
+from mtrec.batch.options import BAD_ROWS, BATCH_SIZE, ON_BAD_ROWS, PRECISION, PRECISIONS, WORKERS
+from mtrec.batch.scorer import BatchScorer, peak_rss_bytes
 from mtrec.batch.writer import ScoreWriter
 from mtrec.errors import DataError
 from mtrec.checkpoint import read_manifest
 
-BAD_ROWS = ("fail", "skip")
 MIB = 1 << 20
 
 
@@ -122,9 +122,9 @@ def _check_args(workers: int, batch_size: int, precision: str, on_bad_rows: str)
         raise ValueError(f"on_bad_rows must be one of {', '.join(BAD_ROWS)}, got {on_bad_rows!r}")
 
 
-def batch_predict(checkpoint: str | Path, inputs: str | Path, output: str | Path, workers: int = 1,
-                  batch_size: int = 8192, precision: str = "auto", id_column: str | None = None,
-                  on_bad_rows: str = "fail", address: str | None = None, threads_per_worker: int | None = None,
+def batch_predict(checkpoint: str | Path, inputs: str | Path, output: str | Path, workers: int = WORKERS,
+                  batch_size: int = BATCH_SIZE, precision: str = PRECISION, id_column: str | None = None,
+                  on_bad_rows: str = ON_BAD_ROWS, address: str | None = None, threads_per_worker: int | None = None,
                   progress: bool = True, overwrite: bool = False, rows_per_file: int = 1_000_000,
                   buffer_bytes: int = 256 * MIB) -> BatchResult:
     """Score every row of `inputs` (a Parquet/CSV file, a directory or a glob) with `checkpoint` on `workers`

@@ -20,12 +20,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from mtrec.batch.options import PRECISIONS
 from mtrec.data.files import FILE, ROW
 from mtrec.errors import DataError
 
 REASON, COLUMN = "__mtrec_reason", "__mtrec_column"
 WORKER, PEAK_RSS, LOADED_RSS, BUSY = "__mtrec_worker", "__mtrec_peak_rss", "__mtrec_loaded_rss", "__mtrec_busy_s"
-PRECISIONS = ("auto", "fp32", "fp16", "int8", "int4")
 
 
 def load_for_scoring(checkpoint: str, precision: str | None = "auto") -> Any:

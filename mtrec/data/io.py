@@ -49,15 +49,3 @@ def _read(path: Path, fmt: str) -> pd.DataFrame:
     except Exception as e:  # the readers raise many unrelated types (ArrowInvalid, OSError, ParserError, ...)
         raise DataError(f"cannot read {fmt} data from {str(path)!r}: {type(e).__name__}: {e}") from e
 
-
-def load_splits(dataset: str | None = None, train: str | None = None, valid: str | None = None,
-                test: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None] | None:
-    """(train, valid, test) from a built-in dataset name or from user files; None when neither is given."""
-    if dataset:
-        from mtrec.data.datasets import load
-
-        data = load(dataset)
-        return data.train, data.valid, data.test
-    if train:
-        return (read_frame(train), read_frame(valid) if valid else None, read_frame(test) if test else None)
-    return None

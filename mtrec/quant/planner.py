@@ -39,8 +39,9 @@ from mtrec.quant.units import Unit, convert, find_units, fp32_state_bytes, fused
 from mtrec.quant.workbench import Workbench
 from mtrec.train.metrics import task_aucs
 
-OBJECTIVES = ("latency", "size")
-MODES = ("auto", "fully_quant", "dense_only")
+OBJECTIVES = ("latency", "size")  # the first is the default
+MODES = ("auto", "fully_quant", "dense_only")  # the first is the default
+MAX_AUC_DROP = 0.001  # per-task AUC budget
 UNIT_NOISE = 0.05
 NETWORK_NOISE = 0.02
 PRESETS = {"fp32": ("fp32", "fp32"), "fp16": ("fp16", "fp16"), "int8": ("int8", "int8"), "int4": ("int4", "int8")}
@@ -118,8 +119,8 @@ def preset_plan(model: MultiTaskModel, precision: str) -> dict[str, str]:
     return uniform_plan(model, *PRESETS[precision])
 
 
-def quantize(model: MultiTaskModel, calibration: pd.DataFrame | str | None = None, max_auc_drop: float = 0.001,
-             objective: str = "latency", mode: str = "auto", batch_size: int = 512, repeats: int = 30,
+def quantize(model: MultiTaskModel, calibration: pd.DataFrame | str | None = None,
+             max_auc_drop: float = MAX_AUC_DROP, objective: str = OBJECTIVES[0], mode: str = MODES[0], batch_size: int = 512, repeats: int = 30,
              progress: bool = True) -> QuantizedModel:
     """A mixed-precision QuantizedModel of `model` whose per-task AUC drop on `calibration` is <= `max_auc_drop`.
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from mtrec.serve.runner import HOST, PORT
+
 
 def add_parser(sub: Any) -> None:
     """Register `mtrec serve` on the CLI's subparsers."""
     p = sub.add_parser("serve", help="serve a checkpoint over HTTP with Ray Serve (POST /predict, GET /health)")
     p.add_argument("--checkpoint", required=True, help="an mtrec checkpoint, fp32 or quantized")
     p.add_argument("--replicas", type=int, default=1)
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--host", default="127.0.0.1", help="address the HTTP proxy binds (default loopback)")
+    p.add_argument("--port", type=int, default=PORT)
+    p.add_argument("--host", default=HOST, help=f"address the HTTP proxy binds (default {HOST}, loopback)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per replica")
     p.set_defaults(func=run)
 

@@ -23,6 +23,7 @@ from mtrec.serve.deployment import BATCH_WAIT_S, MAX_BATCH_SIZE, PredictorServer
 from mtrec.checkpoint import read_manifest
 
 APP_NAME = "mtrec"
+HOST, PORT = "127.0.0.1", 8000  # the HTTP proxy's default address: loopback only
 
 
 @dataclass
@@ -36,7 +37,7 @@ class _Session:
 _SESSION = _Session()
 
 
-def start(checkpoint: str | Path, replicas: int = 1, port: int = 8000, host: str = "127.0.0.1", threads: int = 1,
+def start(checkpoint: str | Path, replicas: int = 1, port: int = PORT, host: str = HOST, threads: int = 1,
           max_batch_size: int = MAX_BATCH_SIZE, batch_wait_s: float = BATCH_WAIT_S) -> str:
     """Deploy `checkpoint` with `replicas` replicas and return the service URL. Starts a local loopback Ray
     cluster unless this process is already connected to one (which `stop()` then leaves running)."""
@@ -74,7 +75,7 @@ def cluster_temp_dir() -> str | None:
     return _SESSION.temp_dir
 
 
-def serve_forever(checkpoint: str | Path, replicas: int = 1, port: int = 8000, host: str = "127.0.0.1",
+def serve_forever(checkpoint: str | Path, replicas: int = 1, port: int = PORT, host: str = HOST,
                   threads: int = 1) -> None:
     """Start the service and block until Ctrl-C or SIGTERM, then stop it (the cluster too)."""
     try:
