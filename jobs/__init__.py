@@ -35,10 +35,11 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None = 
 
 @contextlib.contextmanager
 def user_errors(parser: argparse.ArgumentParser) -> Iterator[None]:
-    """Options that do not fit together (mtrec.errors.UsageError) end the job like a parser error: one line, exit 2."""
-    from mtrec.errors import UsageError
+    """Options that do not fit together (mtrec.errors.UsageError) and outputs that may not be written (OutputError)
+    end the job like a parser error: one line, exit 2."""
+    from mtrec.errors import OutputError, UsageError
 
     try:
         yield
-    except UsageError as exc:
+    except (UsageError, OutputError) as exc:
         parser.error(str(exc))

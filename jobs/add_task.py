@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from jobs import parse_with_config, user_errors
-from mtrec.cli import add_data_args
+from mtrec.cli import add_data_args, add_overwrite_arg, check_checkpoint_output
 from mtrec.workflows import METHOD
 
 
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_args(p, tasks=False)
     p.add_argument("--options", type=json.loads, default={}, help='more add_task options as JSON, e.g. {"epochs": 5}')
     p.add_argument("--out", help="checkpoint directory to write")
+    add_overwrite_arg(p)
     return p
 
 
@@ -43,12 +44,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from mtrec import workflows
 
     with user_errors(parser):
+        check_checkpoint_output(args.out, args.overwrite)
         splits = workflows.load_splits(args.dataset, args.train, args.valid, args.test)
         report = workflows.add_task_to_checkpoint(args.checkpoint, args.task, splits, method=args.method,
                                                   **dict(args.options or {}))
     if report.test is not None:
         print(workflows.format_metrics(f"{report.model.name} + {args.task}: test metrics", report.test))
-    path = report.save(args.out)
+    with user_errors(parser):
+        path = report.save(args.out, overwrite=args.overwrite)
     print(report.summary())
     print(f"checkpoint: {path}")
     return report.to_dict()

@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from jobs import parse_with_config, user_errors
+from mtrec.cli import add_overwrite_arg, check_checkpoint_output
 from mtrec.quant.planner import MAX_AUC_DROP
 from mtrec.workflows import SPLITS
 
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-auc-drop", type=float, default=MAX_AUC_DROP, help=f"per-task AUC budget ({MAX_AUC_DROP})")
     p.add_argument("--options", type=json.loads, default={}, help='more quantize options as JSON')
     p.add_argument("--out", help="quantized checkpoint directory to write")
+    add_overwrite_arg(p)
     return p
 
 
@@ -43,10 +45,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from mtrec import workflows
 
     with user_errors(parser):
+        check_checkpoint_output(args.out, args.overwrite)
         report = workflows.quantize_checkpoint(args.checkpoint,
                                                workflows.split_frame(args.dataset, args.split, args.calibration),
                                                max_auc_drop=args.max_auc_drop, **dict(args.options or {}))
-    path = report.save(args.out)
+    with user_errors(parser):
+        path = report.save(args.out, overwrite=args.overwrite)
     print(report.model.summary())
     print(f"quantized checkpoint: {path}")
     return report.report

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs import user_errors
+from mtrec.cli import add_overwrite_arg, check_checkpoint_output
 
 
 def _model_and_dataset(config: str, model: str | None, dataset: str | None) -> tuple[str, str | None]:
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", nargs="*", default=None, metavar="KEY=VALUE",
                    help="recipe overrides, e.g. train.lr=0.002 distributed.workers=4")
     p.add_argument("--out", help="unsharded checkpoint directory (default: <run dir>/model)")
+    add_overwrite_arg(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -82,6 +84,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                 tables={**dist_cfg.tables, **_table_overrides(args.table)})
     model_name, dataset = _model_and_dataset(args.config, args.model, args.dataset)
     with user_errors(parser):
+        if args.out:
+            check_checkpoint_output(args.out, args.overwrite)
         splits = workflows.load_splits(None if args.train else dataset, args.train, args.valid, args.test,
                                        tasks=args.tasks.split(",") if args.tasks else None)
         report = workflows.train_model(model_name, splits, recipe=recipe, distributed=dist_cfg,
@@ -90,7 +94,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = report.result
     if report.test is not None:
         print(workflows.format_metrics(f"{model_name}: test metrics", report.test))
-    path = report.save(Path(args.out) if args.out else Path(result.run_dir or ".") / "model")
+    with user_errors(parser):
+        path = report.save(Path(args.out) if args.out else Path(result.run_dir or ".") / "model",
+                           overwrite=args.overwrite)
     print(f"trained on {result.workers} workers: {result.steps}/{result.planned_steps} steps, best epoch "
           f"{result.best_epoch}, {result.seconds:.1f} s")
     print(f"sharded checkpoint: {result.checkpoint}")

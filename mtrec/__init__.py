@@ -4,7 +4,7 @@ The public names below load on first use (`mtrec.train`, `from mtrec import add_
 submodule does not pull in torch, TorchRec and FBGEMM.
 """
 
-from mtrec.errors import DataError
+from mtrec.errors import DataError, OutputError
 from mtrec.lazy import lazy_exports
 
 __version__ = "0.1.0"
@@ -21,4 +21,4 @@ _EXPORTS = {
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = ["DataError", *_EXPORTS]
+__all__ = ["DataError", "OutputError", *_EXPORTS]

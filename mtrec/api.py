@@ -61,13 +61,14 @@ def evaluate(model: MultiTaskModel, df: pd.DataFrame | str, batch_size: int = 81
     return evaluate_encoded(model, model.encode(read_frame(df)), batch_size)
 
 
-def save(model: MultiTaskModel | QuantizedModel, path: str | Path) -> Path:
-    """Write a checkpoint directory atomically (a QuantizedModel as quantized tensors); returns its path."""
+def save(model: MultiTaskModel | QuantizedModel, path: str | Path, overwrite: bool = False) -> Path:
+    """Write a checkpoint directory atomically (a QuantizedModel as quantized tensors); returns its path. An
+    existing checkpoint is replaced only with `overwrite`; a path holding anything else is refused (OutputError)."""
     if not isinstance(model, MultiTaskModel):
         from mtrec.quant.checkpoint import save_quantized
 
-        return save_quantized(model, path)
-    return save_model(model, path)
+        return save_quantized(model, path, overwrite=overwrite)
+    return save_model(model, path, overwrite=overwrite)
 
 
 def load(path: str | Path) -> MultiTaskModel | QuantizedModel:

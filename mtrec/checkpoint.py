@@ -5,19 +5,19 @@ model (fp32 "multitask", "multitask-sharded", "quantized"); one `manifest_of` de
 writes what it lists besides the weights, and one `model_from_manifest` rebuilds its architecture. Checkpoints of
 format 1 that hold their vocabularies as JSON lists in the manifest still load.
 
-Written to a temporary sibling directory and renamed into place, so a crash never leaves half a checkpoint.
+Written to a temporary sibling directory and published by mtrec.outputs (atomic, never replacing anything that is
+not an mtrec checkpoint, an existing checkpoint only with overwrite), so a crash never leaves half a checkpoint.
 Weights load with `weights_only=True`; a corrupt, truncated or incompatible checkpoint raises CheckpointError.
 Nothing here imports training code: loading and predicting need only the model and the data layer.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
-import os
 import platform
 import shutil
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -28,6 +28,7 @@ from mtrec.data.schema import Schema
 from mtrec.data.vocab import VOCAB_FILE, Vocabularies
 from mtrec.errors import DataError
 from mtrec.model import ModelSpec, MultiTaskModel
+from mtrec.outputs import check_output, publish, temporary_for
 from mtrec.recipe import Recipe
 
 if TYPE_CHECKING:
@@ -39,6 +40,9 @@ MANIFEST = "manifest.json"
 WEIGHTS = "weights.pt"
 FP32_KIND = "multitask"
 FILES = "files"
+# entries a checkpoint directory holds besides the files its manifest lists: the CLI's reports, a sharded
+# checkpoint's DCP metadata and shards and its train state
+CHECKPOINT_ENTRIES = (MANIFEST, WEIGHTS, "*_report.json", ".metadata", "*.distcp", "train_state.json")
 
 
 class CheckpointError(RuntimeError):
@@ -83,13 +87,35 @@ def verified_file(path: str | Path, manifest: dict[str, Any], name: str) -> Path
     return file
 
 
+def foreign_to_checkpoint(path: Path) -> str | None:
+    """What in directory `path` is not part of an mtrec checkpoint (None: every entry is one a checkpoint holds:
+    its manifest, weights, the files the manifest lists, reports and DCP shards), so replacing it loses nothing."""
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return f"no readable {MANIFEST}"
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        return f"{MANIFEST} is not an mtrec manifest"
+    listed = set(manifest.get(FILES) or {})
+    for entry in path.iterdir():
+        ours = entry.name in listed or any(fnmatch.fnmatchcase(entry.name, p) for p in CHECKPOINT_ENTRIES)
+        if not ours or entry.is_symlink() or not entry.is_file():
+            return f"it holds {entry.name!r}"
+    return None
+
+
+def check_checkpoint_output(path: str | Path, overwrite: bool = False) -> Path:
+    """Fail before any training if a checkpoint could not be saved at `path` (OutputError)."""
+    return check_output(path, overwrite, foreign_to_checkpoint)
+
+
 def write_checkpoint(path: str | Path, manifest: dict[str, Any], tensors: dict[str, Any],
-                     extra_files: dict[str, Callable[[Path], None]] | None = None) -> Path:
-    """Atomically write manifest + tensors (+ extra files written by callbacks, listed in the manifest's "files"
-    with their sha256) as directory `path`."""
-    path = Path(path).resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+                     extra_files: dict[str, Callable[[Path], None]] | None = None, overwrite: bool = False) -> Path:
+    """Write manifest + tensors (+ extra files written by callbacks, listed in the manifest's "files" with their
+    sha256) as directory `path`, whole or not at all; an existing checkpoint is replaced only with `overwrite`,
+    atomically, and anything else is never replaced (OutputError)."""
+    path = check_checkpoint_output(path, overwrite)
+    tmp = temporary_for(path)
     try:
         torch.save(tensors, tmp / WEIGHTS)
         for name, writer in (extra_files or {}).items():
@@ -98,17 +124,10 @@ def write_checkpoint(path: str | Path, manifest: dict[str, Any], tensors: dict[s
         full = {"format": FORMAT, "format_version": FORMAT_VERSION, "versions": library_versions(),
                 **manifest, "weights_sha256": _sha256(tmp / WEIGHTS), FILES: files}
         (tmp / MANIFEST).write_text(json.dumps(full, indent=2, default=str))
-        old = None
-        if path.exists():
-            old = path.parent / f".{path.name}.old-{os.getpid()}"
-            path.rename(old)
-        tmp.rename(path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return path
+    return publish(tmp, path, overwrite, foreign_to_checkpoint)
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
@@ -202,11 +221,11 @@ def model_from_manifest(manifest: dict[str, Any], where: str = "manifest", seed:
     return model
 
 
-def save_model(model: MultiTaskModel, path: str | Path) -> Path:
-    """Write an fp32 model checkpoint atomically; returns its path."""
+def save_model(model: MultiTaskModel, path: str | Path, overwrite: bool = False) -> Path:
+    """Write an fp32 model checkpoint atomically (replacing a checkpoint at `path` only with overwrite)."""
     network = model.require_network()
     return write_checkpoint(path, manifest_of(model, FP32_KIND), {"network": network.state_dict()},
-                            model_files(model))
+                            model_files(model), overwrite=overwrite)
 
 
 def load_model(path: str | Path, manifest: dict[str, Any] | None = None) -> MultiTaskModel:

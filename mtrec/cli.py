@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from mtrec import workflows
 from mtrec.batch.options import BAD_ROWS, BATCH_SIZE, ON_BAD_ROWS, PRECISION, PRECISIONS
-from mtrec.errors import UsageError
+from mtrec.errors import OutputError, UsageError
 from pretrain_stack.errors import ConfigError
 
 
@@ -31,8 +31,17 @@ def _hash_buckets(items: list[str] | None) -> dict[str, int]:
     return out
 
 
+def check_checkpoint_output(out: str, overwrite: bool) -> None:
+    """Refuse --out before any work when the checkpoint could not be saved there (OutputError)."""
+    from mtrec.checkpoint import check_checkpoint_output as check
+
+    check(out, overwrite)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
-    """Train a model, evaluate it and save a checkpoint."""
+    """Train a model, evaluate it and save a checkpoint (its path checked first, so training is never lost)."""
+    if args.out:
+        check_checkpoint_output(args.out, args.overwrite)
     splits = workflows.load_splits(args.dataset, args.train, args.valid, args.test, tasks=_tasks(args.tasks),
                                    hash_buckets=_hash_buckets(args.hash), stream=True)
     report = workflows.train_model(args.model, splits, recipe=args.config, overrides=args.set, epochs=args.epochs,
@@ -44,7 +53,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         print(workflows.format_metrics(f"{args.model}: test metrics (best epoch {result.best_epoch}, "
                                        f"{result.seconds:.1f} s)", report.test))
     if args.out:
-        print(f"checkpoint: {report.save(args.out)}")
+        print(f"checkpoint: {report.save(args.out, overwrite=args.overwrite)}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -69,7 +78,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
                                          batch_size=args.batch_size, precision=args.precision,
                                          id_column=args.id_column, on_bad_rows=args.on_bad_rows,
                                          address=args.address, overwrite=args.overwrite)
-    except (mtrec.DataError, UsageError, QuantizationError):
+    except (mtrec.DataError, UsageError, QuantizationError, OutputError):
         raise
     except (ValueError, FileExistsError) as exc:
         raise SystemExit(f"error: {exc}") from None
@@ -87,6 +96,7 @@ def _option_value(text: str) -> Any:
 
 def cmd_add_task(args: argparse.Namespace) -> None:
     """Add a task to a checkpoint (frozen-backbone prompt tuning by default), evaluate it and save the result."""
+    check_checkpoint_output(args.out, args.overwrite)
     splits = workflows.load_splits(args.dataset, args.train, args.valid, args.test)
     options = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}
     for kv in args.option or []:
@@ -96,7 +106,7 @@ def cmd_add_task(args: argparse.Namespace) -> None:
     print(report.summary())
     if report.test is not None:
         print(workflows.format_metrics(f"{report.model.name} + {args.task}: test metrics", report.test))
-    print(f"checkpoint: {report.save(args.out)}")
+    print(f"checkpoint: {report.save(args.out, overwrite=args.overwrite)}")
 
 
 def cmd_data_synthetic(args: argparse.Namespace) -> None:
@@ -121,6 +131,11 @@ def add_data_args(p: argparse.ArgumentParser, tasks: bool = True) -> None:
         p.add_argument("--tasks", help="comma-separated label columns (default: the dataset's tasks)")
 
 
+def add_overwrite_arg(p: argparse.ArgumentParser) -> None:
+    """--overwrite: replace an existing checkpoint at --out (never a directory that is not one)."""
+    p.add_argument("--overwrite", action="store_true", help="replace an existing mtrec checkpoint at --out")
+
+
 def add_address_arg(p: argparse.ArgumentParser) -> None:
     """--address: the Ray cluster a command runs on."""
     p.add_argument("--address", help="Ray cluster to use (default: $RAY_ADDRESS, else an embedded local Ray)")
@@ -137,6 +152,7 @@ def _add_train_parser(sub: Any) -> None:
     p.add_argument("--set", nargs="*", default=None, metavar="KEY=VALUE",
                    help="recipe overrides, e.g. train.lr=0.002 model.encoder.dropout=0.1")
     p.add_argument("--out", help="checkpoint directory to write")
+    add_overwrite_arg(p)
     p.add_argument("--workers", type=int, help="train on N Ray Train workers with sharded tables")
     add_address_arg(p)
     p.add_argument("--shuffle-buffer", type=int, help="files: rows shuffled together (default 262144; 0 = none)")
@@ -167,7 +183,8 @@ def add_predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--on-bad-rows", choices=BAD_ROWS,
                    help=f"{ON_BAD_ROWS} (default): stop at the first bad row; skip: write it to rejected.parquet")
     add_address_arg(p)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory on success")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output (a scores file or directory) on success; never an input")
 
 
 def _add_predict_parser(sub: Any) -> None:
@@ -194,17 +211,19 @@ def _add_add_task_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--option", nargs="*", metavar="KEY=VALUE",
                    help="more add_task options, e.g. tower_hidden=[32] temperature=32 reserve_p=0.2")
-    p.add_argument("--out", required=True, help="checkpoint directory to write (may be --checkpoint itself)")
+    p.add_argument("--out", required=True, help="checkpoint directory to write (--checkpoint itself with --overwrite)")
+    add_overwrite_arg(p)
     p.set_defaults(func=cmd_add_task)
 
 
 def cmd_quantize(args: argparse.Namespace) -> None:
     """Quantize a checkpoint and save it."""
+    check_checkpoint_output(args.out, args.overwrite)
     calibration = workflows.split_frame(args.dataset, args.split, args.calibration)
     report = workflows.quantize_checkpoint(args.checkpoint, calibration, precision=args.precision,
                                            max_auc_drop=args.max_auc_drop, objective=args.objective, mode=args.mode,
                                            batch_size=args.batch_size)
-    path = report.save(args.out)
+    path = report.save(args.out, overwrite=args.overwrite)
     print(report.model.summary())
     print(f"quantized checkpoint: {path}")
     if args.json:
@@ -217,6 +236,7 @@ def _add_quantize_parser(sub: Any) -> None:
     p = sub.add_parser("quantize", help="mixed-precision inference copy of a checkpoint (SAMP-style planner)")
     p.add_argument("--checkpoint", required=True, help="a trained mtrec checkpoint")
     p.add_argument("--out", required=True, help="quantized checkpoint directory to write")
+    add_overwrite_arg(p)
     p.add_argument("--dataset", help="calibrate on a built-in dataset's split (adult, movielens-100k, synthetic)")
     p.add_argument("--split", default="valid", choices=workflows.SPLITS)
     p.add_argument("--calibration", help="labelled Parquet/CSV calibration data (instead of --dataset)")
@@ -265,13 +285,13 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if getattr(args, "set", None):
         args.set = workflows.override_tokens(args.set)
-    handled: tuple[type[BaseException], ...] = (ConfigError, UsageError)
+    handled: tuple[type[BaseException], ...] = (ConfigError, UsageError, OutputError)
     try:
         from mtrec.checkpoint import CheckpointError
         from mtrec.errors import DataError
         from mtrec.quant.precision import QuantizationError
 
-        handled = (ConfigError, DataError, CheckpointError, UsageError, QuantizationError)
+        handled = (ConfigError, DataError, CheckpointError, UsageError, QuantizationError, OutputError)
         func: Callable[[argparse.Namespace], None] = args.func
         func(args)
     except handled as exc:

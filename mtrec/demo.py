@@ -32,7 +32,7 @@ def run(model_name: str = "mptrec", dataset: str = "adult", epochs: int | None =
     else:
         result = mtrec.train(model, data.train, valid=data.valid, epochs=epochs, seed=seed)
     test = mtrec.evaluate(model, data.test)
-    ckpt = mtrec.save(model, Path(out) / f"{model_name}_{dataset}")
+    ckpt = mtrec.save(model, Path(out) / f"{model_name}_{dataset}", overwrite=True)  # the demo's own output
     reloaded = mtrec.load(ckpt)
     same = bool((reloaded.predict(data.test.head(2000)).to_numpy() == model.predict(data.test.head(2000)).to_numpy()).all())
     print(f"\n{model_name} on {dataset} (best epoch {result.best_epoch}, {result.seconds:.1f} s training, "
@@ -73,7 +73,7 @@ def add_new_task(model: mtrec.MultiTaskModel, data: mtrec.datasets.Dataset, befo
     print(f"  time: prompt {prompt.seconds:.1f} s, joint {joint.seconds:.1f} s "
           f"({joint.seconds / prompt.seconds:.1f}x faster)")
     print(f"  old tasks' predictions bit-identical after prompt: {identical}")
-    ckpt = mtrec.save(model, Path(out) / f"{model.name}_{data.name}_plus_{task}")
+    ckpt = mtrec.save(model, Path(out) / f"{model.name}_{data.name}_plus_{task}", overwrite=True)
     print(f"checkpoint with {task!r}: {ckpt}")
     return {"task": task, "prompt": {"test": after, "trainable_params": prompt.trainable_params,
                                      "total_params": prompt.total_params, "seconds": prompt.seconds},

@@ -17,3 +17,7 @@ class DataError(ValueError):
 class UsageError(ValueError):
     """A command's inputs do not fit together (a needed option missing, options that exclude each other); the
     message names the options."""
+
+
+class OutputError(FileExistsError):
+    """An output path holds something mtrec will not replace: a user's files, or a result kept unless overwrite."""

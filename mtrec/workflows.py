@@ -93,11 +93,12 @@ def format_metrics(title: str, metrics: Metrics) -> str:
     return "\n".join(lines)
 
 
-def _save_with_report(model: Any, out: str | Path, name: str, report: dict[str, Any]) -> Path:
-    """Save `model` at `out` and write `report` as JSON beside its tensors; returns the checkpoint path."""
+def _save_with_report(model: Any, out: str | Path, name: str, report: dict[str, Any], overwrite: bool) -> Path:
+    """Save `model` at `out` (an existing checkpoint replaced only with `overwrite`) and write `report` as JSON
+    beside its tensors; returns the checkpoint path."""
     from mtrec.api import save
 
-    path = Path(save(model, out))
+    path = Path(save(model, out, overwrite=overwrite))
     (path / name).write_text(json.dumps(report, indent=2, default=str))
     return path
 
@@ -127,9 +128,9 @@ class TrainReport:
             out["test"] = self.test
         return out
 
-    def save(self, out: str | Path) -> Path:
+    def save(self, out: str | Path, overwrite: bool = False) -> Path:
         """Write the checkpoint and train_report.json in it."""
-        return _save_with_report(self.model, out, "train_report.json", self.to_dict())
+        return _save_with_report(self.model, out, "train_report.json", self.to_dict(), overwrite)
 
 
 def train_model(model_name: str, splits: Splits, recipe: str | Path | Recipe | None = None,
@@ -202,9 +203,9 @@ class AddTaskReport:
         return (f"added task {r.task!r} with {r.method}: {r.trainable_params:,} of {r.total_params:,} parameters "
                 f"trained ({100 * r.trainable_share:.1f}%) in {r.seconds:.1f} s{shown}")
 
-    def save(self, out: str | Path) -> Path:
+    def save(self, out: str | Path, overwrite: bool = False) -> Path:
         """Write the checkpoint and add_task_report.json in it."""
-        return _save_with_report(self.model, out, "add_task_report.json", self.to_dict())
+        return _save_with_report(self.model, out, "add_task_report.json", self.to_dict(), overwrite)
 
 
 def add_task_to_checkpoint(checkpoint: str | Path, task: str, splits: Splits, method: str = "prompt",
@@ -230,9 +231,9 @@ class QuantizeReport:
         """The planner's measured drops, gains and bytes."""
         return dict(self.model.report or {})
 
-    def save(self, out: str | Path) -> Path:
+    def save(self, out: str | Path, overwrite: bool = False) -> Path:
         """Write the quantized checkpoint and quantize_report.json in it."""
-        return _save_with_report(self.model, out, "quantize_report.json", self.report)
+        return _save_with_report(self.model, out, "quantize_report.json", self.report, overwrite)
 
 
 def quantize_checkpoint(checkpoint: str | Path, calibration: Any = None, precision: str | None = None,
@@ -287,17 +288,19 @@ def predict_files(checkpoint: str | Path, inputs: str, output: str, workers: int
         raise UsageError("--on-bad-rows skip writes rejected.parquet beside the scores: give an output directory "
                          "(or --workers N)")
     import mtrec
+    from mtrec.data.files import find_inputs
     from mtrec.data.io import read_frame
+    from mtrec.outputs import check_output_file, write_file
     from mtrec.quant.commands import with_precision
 
+    files = find_inputs(inputs)
+    check_output_file(output, overwrite, files)  # before any work: never onto an input, an old file only if asked
     model = with_precision(mtrec.load(checkpoint), None if precision == "auto" else precision)
     frame = read_frame(inputs)
     out = model.predict(frame, batch_size=batch_size)
     if id_column:
         out.insert(0, id_column, frame[id_column].to_numpy())
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    if str(output).lower().endswith(".csv"):
-        out.to_csv(output, index=False)
-    else:
-        out.to_parquet(output, index=False)
+    as_csv = str(output).lower().endswith(".csv")
+    write_file(output, lambda tmp: out.to_csv(tmp, index=False) if as_csv else out.to_parquet(tmp, index=False),
+               overwrite, files)
     return PredictReport(str(output), len(out), list(model.tasks))

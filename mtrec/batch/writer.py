@@ -1,9 +1,11 @@
 """The output side of batch scoring: part files written as results stream in, rejected rows, row accounting, and
 the rename that makes an output directory appear only when it is complete.
 
-Everything is written under a hidden sibling directory `.<name>.incomplete-<id>`; `commit` renames it to the
-output path after the accounting checks out, `abort` removes it. A job killed midway leaves only the hidden
-directory, never something at the output path that looks finished. Layout of a finished output:
+Everything is written under a hidden sibling directory `.<name>.tmp-<pid>-<id>`; `commit` publishes it at the
+output path after the accounting checks out (mtrec.outputs: atomic, replacing only an earlier scores directory and
+only with overwrite, never an input), `abort` removes it. A job killed midway leaves only the hidden directory
+(removed by the next job writing there), never something at the output path that looks finished. Layout of a
+finished output:
 
     DIR/scores/part-00000.parquet ...   id column (or file + row) and one float32 probability per task
     DIR/rejected.parquet                `skip` only: file, row, [id], column, reason of every rejected row
@@ -12,9 +14,9 @@ directory, never something at the output path that looks finished. Layout of a f
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +27,24 @@ import pyarrow.parquet as pq
 
 from mtrec.batch.scorer import BUSY, COLUMN, LOADED_RSS, PEAK_RSS, REASON, WORKER
 from mtrec.data.files import FILE, ROW
+from mtrec.outputs import check_output, publish, refuse_inputs, temporary_for
 
 SCORES, REJECTED, SUMMARY = "scores", "rejected.parquet", "summary.json"
+
+
+def foreign_to_scores(path: Path) -> str | None:
+    """What in directory `path` is not part of a batch-scoring output (None: only summary.json, rejected.parquet
+    and scores/part-*.parquet), so replacing it loses nothing."""
+    if not (path / SUMMARY).is_file():
+        return f"no {SUMMARY}"
+    for entry in path.iterdir():
+        expected_dir = entry.name == SCORES
+        if entry.is_symlink() or entry.name not in (SCORES, REJECTED, SUMMARY) or entry.is_dir() != expected_dir:
+            return f"it holds {entry.name!r}"
+    for part in (path / SCORES).iterdir():
+        if part.is_symlink() or not part.is_file() or not fnmatch.fnmatchcase(part.name, "part-*.parquet"):
+            return f"it holds {SCORES}/{part.name}"
+    return None
 
 
 class RowLedger:
@@ -58,11 +76,10 @@ class ScoreWriter:
     def __init__(self, output: str | Path, paths: list[str], tasks: list[str], id_column: str | None,
                  keep_rejected: bool, rows_per_file: int = 1_000_000, row_group_rows: int = 131_072,
                  overwrite: bool = False) -> None:
-        self.output = Path(output).resolve()
-        if self.output.exists() and not overwrite:
-            raise FileExistsError(f"output {self.output} already exists; remove it, choose another or overwrite")
-        self.tmp = self.output.parent / f".{self.output.name}.incomplete-{uuid.uuid4().hex[:8]}"
-        (self.tmp / SCORES).mkdir(parents=True)
+        refuse_inputs(output, paths)
+        self.output, self.overwrite = check_output(output, overwrite, foreign_to_scores), overwrite
+        self.tmp = temporary_for(self.output)
+        (self.tmp / SCORES).mkdir()
         self.paths = pa.array(paths, pa.string())
         self.tasks, self.id_column, self.keep_rejected = list(tasks), id_column, keep_rejected
         self.rows_per_file, self.row_group_rows = rows_per_file, row_group_rows
@@ -159,17 +176,7 @@ class ScoreWriter:
             self._rejected = pq.ParquetWriter(self.tmp / REJECTED, empty)
         self._close()
         (self.tmp / SUMMARY).write_text(json.dumps(summary, indent=2))
-        if self.output.exists():
-            trash = self.output.parent / f".{self.output.name}.replaced-{uuid.uuid4().hex[:8]}"
-            self.output.rename(trash)
-            self.tmp.rename(self.output)
-            if trash.is_dir():
-                shutil.rmtree(trash, ignore_errors=True)
-            else:
-                trash.unlink()
-        else:
-            self.tmp.rename(self.output)
-        return self.output
+        return publish(self.tmp, self.output, self.overwrite, foreign_to_scores)
 
     def abort(self) -> None:
         """Remove everything written so far."""

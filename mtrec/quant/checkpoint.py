@@ -35,14 +35,14 @@ def _dense_state(network: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v for k, v in network.state_dict().items() if not k.startswith(prefixes)}
 
 
-def save_quantized(model: QuantizedModel, path: str | Path) -> Path:
-    """Write a quantized checkpoint directory atomically; returns its path."""
+def save_quantized(model: QuantizedModel, path: str | Path, overwrite: bool = False) -> Path:
+    """Write a quantized checkpoint directory atomically (replacing a checkpoint only with overwrite)."""
     if not isinstance(model, QuantizedModel):
         raise TypeError(f"mtrec.save expects a MultiTaskModel or a QuantizedModel, got {type(model).__name__}")
     manifest = manifest_of(model, KIND, plan=model.plan, report=model.report)
     tensors = {"network": _dense_state(model.network),
                "tables": {p: table_state(m) for p, m in _table_modules(model.network).items()}}
-    return write_checkpoint(path, manifest, tensors, model_files(model))
+    return write_checkpoint(path, manifest, tensors, model_files(model), overwrite=overwrite)
 
 
 def load_quantized(path: str | Path) -> QuantizedModel:

@@ -64,7 +64,7 @@ def test_corrupt_manifest_and_missing_dir(trained_adult_mptrec, tmp_path):
 def test_save_is_atomic_over_existing(trained_adult_mptrec, tmp_path):
     model, _ = trained_adult_mptrec
     path = mtrec.save(model, tmp_path / "ckpt")
-    mtrec.save(model, path)
+    mtrec.save(model, path, overwrite=True)
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "ckpt"]
     assert leftovers == []
 

@@ -72,7 +72,7 @@ def test_plan_splits_row_groups_and_ledger_catches_gaps(rows, tmp_path):
 
 def test_writer_abort_leaves_nothing(tmp_path):
     writer = ScoreWriter(tmp_path / "out", ["x.parquet"], ["income"], None, keep_rejected=True)
-    assert writer.tmp.is_dir() and writer.tmp.name.startswith(".out.incomplete-")
+    assert writer.tmp.is_dir() and writer.tmp.name.startswith(".out.tmp-")
     writer.abort()
     assert list(tmp_path.iterdir()) == []
 
@@ -106,7 +106,7 @@ def test_skip_scores_good_rows_and_rejects_bad_ones(checkpoint, trained_adult_mp
                                trained_adult_mptrec[0].predict_array(rows.loc[good]), rtol=0, atol=1e-6)
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["rows"] == summary["scored"] + summary["rejected"] == 400
-    assert not [p for p in tmp_path.iterdir() if "incomplete" in p.name]
+    assert not [p for p in tmp_path.iterdir() if ".out.tmp-" in p.name]
 
 
 def test_cli_fails_at_the_first_bad_row_and_leaves_no_output(checkpoint, rows, tmp_path, ray_cluster, capsys):
@@ -167,7 +167,7 @@ def test_killed_job_leaves_no_complete_looking_output(checkpoint, adult, tmp_pat
         while proc.poll() is None and "k rows" not in seen[-400:]:
             seen += proc.stderr.read(64) if proc.stderr else ""
         assert proc.poll() is None, f"the job ended before it could be killed: {seen[-2000:]}"
-        assert any(p.name.startswith(".out.incomplete-") for p in tmp_path.iterdir())
+        assert any(p.name.startswith(".out.tmp-") for p in tmp_path.iterdir())
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -177,7 +177,7 @@ def test_killed_job_leaves_no_complete_looking_output(checkpoint, adult, tmp_pat
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert not out.exists()
-    leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(".out.incomplete-")]
+    leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(".out.tmp-")]
     assert len(leftovers) == 1 and not (leftovers[0] / "summary.json").exists()
 
 
