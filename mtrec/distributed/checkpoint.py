@@ -3,8 +3,10 @@
 A checkpoint directory holds the DCP files (weights under `network.`, the combined optimizer under `optim.`),
 `manifest.json` (the same manifest as `mtrec.save`, kind "multitask-sharded", so `mtrec.load` reads it), the
 vocabularies' file it lists and
-`train_state.json` (step counters and the data ledger a resumed run continues from). DCP reshards on load, so a
-checkpoint loads into an unsharded network, or into another plan or number of workers, exactly.
+`train_state.json` (step counters and the data ledger a resumed run continues from). The manifest lists every
+file with its sha256; loading checks them first and parses nothing with plain pickle (mtrec.distributed.dcp_reader).
+DCP reshards on load, so a checkpoint loads into an unsharded network, or into another plan or number of workers,
+exactly.
 """
 
 from __future__ import annotations
@@ -23,14 +25,14 @@ from torchrec.distributed import DistributedModelParallel
 from torchrec.optim.keyed import CombinedOptimizer
 
 from mtrec.checkpoint import (FILES, MANIFEST, CheckpointError, file_digest, manifest_of, model_files,
-                              model_from_manifest, read_manifest)
+                              model_from_manifest, read_manifest, verified_file)
 from mtrec.data.vocab import Vocabularies
+from mtrec.distributed.dcp_reader import DCP_METADATA, safe_load
 from mtrec.distributed.wrap import NETWORK_PREFIX, unwrap_key
 from mtrec.model import MultiTaskModel
 
 SHARDED_KIND = "multitask-sharded"
 TRAIN_STATE = "train_state.json"
-DCP_METADATA = ".metadata"
 
 
 def model_manifest(model: MultiTaskModel, vocabs: Vocabularies | None = None, run_dir: Path | None = None
@@ -87,17 +89,42 @@ def _is_rank0() -> bool:
 def save_sharded(path: str | Path, model: DistributedModelParallel, optimizer: CombinedOptimizer,
                  manifest: dict[str, Any], train_state: dict[str, Any], files: dict[str, Path] | None = None) -> Path:
     """Collective: every rank writes its shards of weights and optimizer state to `path`; rank 0 adds the JSON
-    and copies `files` (the vocabularies) in."""
+    and copies `files` (the vocabularies) in. The manifest lists every file with its sha256 (each rank hashes the
+    DCP files it can see, so per-rank directories that Ray Train merges later are covered too)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    dcp.save(_without_empty({"network": _network_state(model), "optim": optimizer.state_dict()}),
-             checkpoint_id=str(path))
+    metadata = dcp.save(_without_empty({"network": _network_state(model), "optim": optimizer.state_dict()}),
+                        checkpoint_id=str(path))
+    digests = _gathered_digests(path, sorted({info.relative_path for info in metadata.storage_data.values()}))
     if _is_rank0():
         for name, source in (files or {}).items():
             shutil.copyfile(source, path / name)
-        (path / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
         (path / TRAIN_STATE).write_text(json.dumps(train_state, indent=2))
+        own = {name: file_digest(path / name) for name in [*(files or {}), TRAIN_STATE, DCP_METADATA]}
+        listed = {**manifest.get(FILES, {}), **digests, **own}
+        (path / MANIFEST).write_text(json.dumps({**manifest, FILES: listed}, indent=2, default=str))
     return path
+
+
+def _gathered_digests(path: Path, names: list[str]) -> dict[str, dict[str, Any]]:
+    """Collective: {name: digest} of the DCP data files `names`, each hashed by the lowest rank that sees it."""
+    present = [name for name in names if (path / name).is_file()]
+    if not dist.is_initialized():
+        seen = [present]
+    else:
+        seen = [None] * dist.get_world_size()
+        dist.all_gather_object(seen, present)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    mine = [name for name in present if next(r for r, got in enumerate(seen) if name in got) == rank]
+    digests = {name: file_digest(path / name) for name in mine}
+    if dist.is_initialized():
+        parts = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, digests)
+        digests = {k: v for part in parts for k, v in part.items()}
+    missing = sorted(set(names) - set(digests))
+    if missing:
+        raise CheckpointError(f"sharded checkpoint {path}: no rank sees the written files {missing}")
+    return digests
 
 
 def _materialize_dense_state(optimizer: CombinedOptimizer) -> None:
@@ -114,32 +141,27 @@ def load_sharded(path: str | Path, model: DistributedModelParallel, optimizer: C
     """Collective: load weights (and optimizer state) from a sharded checkpoint, resharding as needed; returns
     the checkpoint's train state. Load the optimizer state only into the same table layout it was saved from."""
     path = Path(path)
-    _check_complete(path)
+    manifest = read_manifest(path)
     if optimizer is not None:
         _materialize_dense_state(optimizer)
     full_optim = optimizer.state_dict() if optimizer is not None else {}
     state = _without_empty({"network": _network_state(model), "optim": full_optim})
-    try:
-        dcp.load(state, checkpoint_id=str(path))
-    except Exception as exc:  # DCP raises CheckpointException/RuntimeError with per-rank causes
-        raise CheckpointError(f"sharded checkpoint {path} does not fit this model/optimizer layout "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    safe_load(state, path, manifest)
     model.load_state_dict({NETWORK_PREFIX + k: v for k, v in state["network"].items()})
     if optimizer is not None:
         _merge_into(full_optim, state.get("optim", {}))
         optimizer.load_state_dict(full_optim)
-    return read_train_state(path)
+    return read_train_state(path, manifest)
 
 
-def _check_complete(path: Path) -> None:
-    if not (path / DCP_METADATA).is_file():
-        raise CheckpointError(f"sharded checkpoint {path} has no {DCP_METADATA}: missing or incomplete")
-
-
-def read_train_state(path: str | Path) -> dict[str, Any]:
-    """The step counters and ledger saved with a sharded checkpoint ({} when it has none)."""
-    file = Path(path) / TRAIN_STATE
-    return json.loads(file.read_text()) if file.is_file() else {}
+def read_train_state(path: str | Path, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The step counters and ledger saved with a sharded checkpoint, checked against its manifest first."""
+    manifest = manifest if manifest is not None else read_manifest(path)
+    file = verified_file(path, manifest, TRAIN_STATE)
+    try:
+        return json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"sharded checkpoint {path}: {TRAIN_STATE} is corrupt ({exc})") from exc
 
 
 def materialize_meta(network: nn.Module) -> None:
@@ -149,20 +171,16 @@ def materialize_meta(network: nn.Module) -> None:
             module.to_empty(device="cpu", recurse=False)
 
 
-def load_network_weights(path: str | Path, network: nn.Module) -> None:
+def load_network_weights(path: str | Path, network: nn.Module, manifest: dict[str, Any] | None = None) -> None:
     """Load a sharded checkpoint's weights into a plain (unsharded) network, in this process, exactly
     (tables the network built on the meta device get CPU storage first)."""
     path = Path(path)
-    _check_complete(path)
+    manifest = manifest if manifest is not None else read_manifest(path)
     materialize_meta(network)
     state = {"network": network.state_dict()}
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-            dcp.load(state, checkpoint_id=str(path), no_dist=True)
-    except Exception as exc:  # see load_sharded
-        raise CheckpointError(f"sharded checkpoint {path}: weights do not match the network "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        safe_load(state, path, manifest, no_dist=True)
     network.load_state_dict(state["network"])
 
 
@@ -173,6 +191,6 @@ def load_model(path: str | Path) -> MultiTaskModel:
         raise CheckpointError(f"checkpoint {path} is not a sharded multitask checkpoint")
     model = model_from_manifest(manifest, where=f"checkpoint {path}", directory=path)
     with torch.no_grad():
-        load_network_weights(path, model.require_network())
+        load_network_weights(path, model.require_network(), manifest)
     model.require_network().eval()
     return model
