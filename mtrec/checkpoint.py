@@ -6,7 +6,8 @@ writes what it lists besides the weights, and one `model_from_manifest` rebuilds
 format 1 that hold their vocabularies as JSON lists in the manifest still load.
 
 Written to a temporary sibling directory and published by mtrec.outputs (atomic, never replacing anything that is
-not an mtrec checkpoint, an existing checkpoint only with overwrite), so a crash never leaves half a checkpoint.
+not an mtrec checkpoint, an existing checkpoint only with overwrite), so a crash never leaves half a checkpoint;
+the directory follows the umask. A symbolic link anywhere inside a checkpoint is refused on load, never followed.
 Weights load with `weights_only=True`; a corrupt, truncated or incompatible checkpoint raises CheckpointError.
 Nothing here imports training code: loading and predicting need only the model and the data layer.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import os
 import platform
 import shutil
 from importlib import metadata
@@ -130,11 +132,23 @@ def write_checkpoint(path: str | Path, manifest: dict[str, Any], tensors: dict[s
     return publish(tmp, path, overwrite, foreign_to_checkpoint)
 
 
+def refuse_symlinks(path: Path) -> None:
+    """CheckpointError naming the first symbolic link inside checkpoint directory `path` (the directory itself
+    may be one): a checkpoint's files are its own, a link would make loading read whatever it points to."""
+    for root, dirs, files in os.walk(path):
+        for name in sorted(dirs + files):
+            if os.path.islink(os.path.join(root, name)):
+                inside = Path(root, name).relative_to(path)
+                raise CheckpointError(f"checkpoint {path}: {inside} is a symbolic link; a checkpoint must hold "
+                                      f"its own files (copy the target in instead)")
+
+
 def read_manifest(path: str | Path) -> dict[str, Any]:
-    """The manifest of a checkpoint directory, checked for format and version."""
+    """The manifest of a checkpoint directory, checked for format and version (and for symbolic links inside)."""
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"checkpoint {path} does not exist or is not a directory")
+    refuse_symlinks(path)
     manifest_path = path / MANIFEST
     try:
         manifest = json.loads(manifest_path.read_text())

@@ -120,11 +120,21 @@ def check_output(path: str | Path, overwrite: bool, foreign: Foreign) -> Path:
     return path
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def temporary_for(path: Path) -> Path:
-    """A new temporary sibling directory of `path` for this process (stale ones of dead processes go first)."""
+    """A new temporary sibling directory of `path` for this process (stale ones of dead processes go first), with
+    the permissions the umask gives any new directory (mkdtemp's 0700 would become the published output's)."""
     for stale in stale_temporaries(path):
         shutil.rmtree(stale, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
+    tmp.chmod(0o777 & ~_umask())
+    return tmp
 
 
 def _replace_without_exchange(tmp: Path, path: Path) -> None:
