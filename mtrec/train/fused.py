@@ -13,6 +13,8 @@ from torchrec import EmbeddingBagCollection
 from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
 from torchrec.optim import RowWiseAdagrad
 
+from pretrain_stack.errors import ConfigError
+
 OPTIMIZERS = {"adagrad": torch.optim.Adagrad, "rowwise_adagrad": RowWiseAdagrad, "sgd": torch.optim.SGD}
 
 
@@ -31,6 +33,11 @@ def fuse_embeddings(network: nn.Module, optimizer: str, lr: float) -> list[Fused
     for parent, name, ebc in _children_of_type(network, EmbeddingBagCollection):
         if not any(p.requires_grad for p in ebc.parameters()):
             continue
+        for config in ebc.embedding_bag_configs():
+            if config.embedding_dim % 4:
+                key = f"embedding_dims.{config.name.removeprefix('t_')}"
+                raise ConfigError(f"{key}: table {config.name} is {config.embedding_dim} wide; FBGEMM's fused "
+                                  "training kernels need a multiple of 4 (set embedding_dim / embedding_dims)", key=key)
         fused = FusedEmbeddingBagCollection(ebc.embedding_bag_configs(), optimizer_type=OPTIMIZERS[optimizer],
                                             optimizer_kwargs={"lr": lr}, device=torch.device("cpu"))
         with torch.no_grad():

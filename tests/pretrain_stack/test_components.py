@@ -60,6 +60,29 @@ def test_sparse_features_pool_each_feature() -> None:
     assert torch.all(out[0, 4:] == 0)  # feature b is empty for sample 0: sum pooling gives zeros
 
 
+def test_sparse_features_take_a_width_per_table() -> None:
+    features = [{"name": "a", "num_embeddings": 5}, {"name": "b", "num_embeddings": 7},
+                {"name": "c", "num_embeddings": 3}]
+    emb = EMBEDDINGS.build({"name": "sparse_features", "features": features, "embedding_dim": 4,
+                            "embedding_dims": {"a": 2, "bc": 6}, "shared_tables": {"bc": ["b", "c"]}})
+    widths = {c.name: c.embedding_dim for c in emb.ebc.embedding_bag_configs()}
+    assert widths == {"t_a": 2, "t_bc": 6}
+    assert emb.feature_order == ["a", "b", "c"] and emb.feature_dims == [2, 6, 6] and emb.output_dim == 14
+    kjt = KeyedJaggedTensor.from_lengths_sync(keys=["a", "b", "c"], values=torch.tensor([1, 2, 3, 4, 6, 2, 0, 1]),
+                                              lengths=torch.tensor([1, 1, 1, 2, 0, 1, 1, 1, 0]))
+    out = emb({"sparse": kjt})
+    table_a = emb.ebc.embedding_bags["t_a"].weight
+    assert out.shape == (B, 14) and torch.equal(out[0, :2], table_a[1]) and torch.equal(out[1, :2], table_a[2])
+    assert torch.all(out[1, 2:8] == 0)  # feature b is empty for sample 1
+
+
+@pytest.mark.parametrize("dims, key", [({"zz": 3}, "embedding_dims.zz"), ({"a": 0}, "embedding_dims.a")])
+def test_sparse_feature_widths_name_the_bad_key(dims: dict, key: str) -> None:
+    features = [{"name": "a", "num_embeddings": 5}]
+    with pytest.raises(ConfigError, match=key):
+        EMBEDDINGS.build({"name": "sparse_features", "features": features, "embedding_dims": dims})
+
+
 def test_dense_features_pass_through_or_project() -> None:
     x = torch.randn(B, 5)
     assert torch.equal(EMBEDDINGS.build({"name": "dense_features", "num_dense": 5})({"dense": x}), x)
