@@ -14,7 +14,7 @@ _EXPORTS = {
     "MultiTaskModel": "mtrec.model", "NotTrainedError": "mtrec.model",
     "CheckpointError": "mtrec.checkpoint", "TrainResult": "mtrec.train.loop",
     "build_model": "mtrec.api", "train": "mtrec.api", "evaluate": "mtrec.api", "save": "mtrec.api",
-    "load": "mtrec.api",
+    "load": "mtrec.api", "remove_task": "mtrec.api",
     "add_task": "mtrec.tasks", "AddTaskResult": "mtrec.tasks",
     "quantize": "mtrec.quant", "QuantizedModel": "mtrec.quant", "Predictor": "mtrec.quant",
     "batch_predict": "mtrec.batch.driver", "BatchResult": "mtrec.batch.driver",

@@ -1,4 +1,4 @@
-"""The public Python API (DESIGN §4): build_model, train, evaluate, save, load."""
+"""The public Python API (DESIGN §4): build_model, train, evaluate, save, load, remove_task."""
 
 from __future__ import annotations
 
@@ -59,6 +59,14 @@ def evaluate(model: MultiTaskModel, df: pd.DataFrame | str, batch_size: int = 81
         stream = FileSource.of(df).scan(model.schema, model.tasks, StreamOptions(), split="test")
         return evaluate_stream(model, stream, batch_size)
     return evaluate_encoded(model, model.encode(read_frame(df)), batch_size)
+
+
+def remove_task(model: MultiTaskModel, name: str) -> dict[str, Any]:
+    """Retire a task added with `add_task` (in place): every other task's predictions stay bit-identical; returns
+    the removed task's extension entry (its method and head spec)."""
+    if not isinstance(model, MultiTaskModel):
+        raise TypeError(f"remove_task needs an fp32 MultiTaskModel, got {type(model).__name__}")
+    return model.remove_task(name)
 
 
 def save(model: MultiTaskModel | QuantizedModel, path: str | Path, overwrite: bool = False) -> Path:

@@ -238,8 +238,10 @@ def model_from_manifest(manifest: dict[str, Any], where: str = "manifest", seed:
 def save_model(model: MultiTaskModel, path: str | Path, overwrite: bool = False) -> Path:
     """Write an fp32 model checkpoint atomically (replacing a checkpoint at `path` only with overwrite)."""
     network = model.require_network()
-    return write_checkpoint(path, manifest_of(model, FP32_KIND), {"network": network.state_dict()},
-                            model_files(model), overwrite=overwrite)
+    tensors: dict[str, Any] = {"network": network.state_dict()}
+    if model.flatness:
+        tensors["flatness"] = model.flatness
+    return write_checkpoint(path, manifest_of(model, FP32_KIND), tensors, model_files(model), overwrite=overwrite)
 
 
 def load_model(path: str | Path, manifest: dict[str, Any] | None = None) -> MultiTaskModel:
@@ -251,7 +253,8 @@ def load_model(path: str | Path, manifest: dict[str, Any] | None = None) -> Mult
     state = read_tensors(path, manifest)
     try:
         model.require_network().load_state_dict(state["network"])
-    except (KeyError, RuntimeError) as exc:
+        model.set_flatness(state.get("flatness", {}))
+    except (KeyError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path}: weights do not match the model in the manifest ({exc})") from exc
     model.require_network().eval()
     return model

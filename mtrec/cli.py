@@ -1,5 +1,5 @@
-"""`mtrec` command line: argument parsers over mtrec.workflows (train, evaluate, predict, add-task, quantize), plus
-data, serve, bench and report."""
+"""`mtrec` command line: argument parsers over mtrec.workflows (train, evaluate, predict, add-task, remove-task,
+quantize), plus data, serve, bench and report."""
 
 from __future__ import annotations
 
@@ -109,6 +109,13 @@ def cmd_add_task(args: argparse.Namespace) -> None:
     print(f"checkpoint: {report.save(args.out, overwrite=args.overwrite)}")
 
 
+def cmd_remove_task(args: argparse.Namespace) -> None:
+    """Retire an added task from a checkpoint and save the result (the other tasks' scores unchanged)."""
+    report = workflows.remove_task_from_checkpoint(args.checkpoint, args.task)
+    print(report.summary())
+    print(f"checkpoint: {report.save(args.out)}")
+
+
 def cmd_data_synthetic(args: argparse.Namespace) -> None:
     """Write sharded synthetic Parquet (the generator streams: memory does not grow with --rows)."""
     from mtrec.data.datasets.synthetic import write_synthetic_dataset
@@ -216,6 +223,14 @@ def _add_add_task_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_add_task)
 
 
+def _add_remove_task_parser(sub: Any) -> None:
+    p = sub.add_parser("remove-task", help="retire a task added to a checkpoint (other tasks bit-identical)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--task", required=True, help="the added task to remove")
+    p.add_argument("--out", required=True, help="checkpoint directory to write (may be --checkpoint itself)")
+    p.set_defaults(func=cmd_remove_task)
+
+
 def cmd_quantize(args: argparse.Namespace) -> None:
     """Quantize a checkpoint and save it."""
     check_checkpoint_output(args.out, args.overwrite)
@@ -270,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtrec", description="Multi-task recommendation with prompt tuning.")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_train_parser, _add_evaluate_parser, _add_predict_parser, _add_add_task_parser,
-                _add_data_parser, _add_quantize_parser):
+                _add_remove_task_parser, _add_data_parser, _add_quantize_parser):
         add(sub)
     from mtrec.bench_commands import add_parser as add_bench_parser
     from mtrec.serve.commands import add_parser as add_serve_parser

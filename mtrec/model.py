@@ -16,7 +16,7 @@ from mtrec.data.io import read_frame
 from mtrec.data.schema import Schema
 from mtrec.data.vocab import Vocabularies
 from mtrec.errors import DataError
-from mtrec.models.extension import extend_target, task_heads
+from mtrec.models.extension import extend_target, shrink_target, task_heads
 from mtrec.models.heads import TaskHead, build_head
 from mtrec.models.inputs import run_network
 from mtrec.recipe import Recipe
@@ -53,7 +53,7 @@ class MultiTaskModel:
     """One model predicting several binary tasks from a frame's sparse and dense features.
 
     The model is the only writer of its own state: training builds the network through `build_network`, added
-    tasks join through `attach_task` / `restore_extension`, a joint retrain swaps everything in `replace_with`.
+    tasks join through `attach_task` / `restore_extension` and leave through `remove_task`, a joint retrain swaps everything in `replace_with`.
     """
 
     def __init__(self, name: str, schema: Schema, tasks: list[str], recipe: Recipe) -> None:
@@ -64,6 +64,7 @@ class MultiTaskModel:
         self.vocabs: Vocabularies | None = None
         self.network: pretrain_stack.Model | None = None
         self.extensions: list[dict[str, Any]] = []
+        self.flatness: dict[str, torch.Tensor] = {}
 
     # construction -------------------------------------------------------------------------------
     def build_network(self, vocabs: Vocabularies, seed: int = 0) -> pretrain_stack.Model:
@@ -111,6 +112,32 @@ class MultiTaskModel:
         self.schema = self.schema.with_tasks(self.tasks)
         self.extensions.append({**entry, "task": name, "head": head.spec()})
 
+    def set_flatness(self, stats: dict[str, torch.Tensor]) -> None:
+        """Keep per-element flatness statistics of named network parameters (what sharpness-aware training
+        measured, mtrec.train.flatness; add_task(method="cnf") reads them as importance). Saved with the model."""
+        params = dict(self.require_network().named_parameters())
+        for name, value in stats.items():
+            if name not in params or params[name].shape != value.shape:
+                raise ValueError(f"flatness statistics for {name!r} do not match a parameter of the network")
+        self.flatness = {n: v.detach().clone().float() for n, v in stats.items()}
+
+    def remove_task(self, name: str) -> dict[str, Any]:
+        """Retire added task `name`: its head, loss weight and `extensions` entry go, every other task's predictions
+        stay bit-identical (what a method moved in the backbone stays); returns the removed entry. DataError naming
+        the column for a pre-training task or an unknown name."""
+        network = self.require_network()
+        added = [e["task"] for e in self.extensions]
+        if name not in added:
+            what = "a pre-training task" if name in self.tasks else "not a task"
+            raise DataError(f"remove_task: {name!r} is {what} of the model; only added tasks can be removed "
+                            f"(added: {', '.join(added) or 'none'})", column=name)
+        index = self.tasks.index(name)
+        del task_heads(network).heads[name]
+        shrink_target(network.target, index)
+        del self.tasks[index]
+        self.schema = self.schema.with_tasks(self.tasks)
+        return self.extensions.pop(added.index(name))
+
     def restore_extension(self, extension: dict[str, Any]) -> None:
         """Rebuild an added task's head from its `extensions` entry (its weights are loaded afterwards)."""
         try:
@@ -128,6 +155,7 @@ class MultiTaskModel:
         self.network, self.vocabs, self.recipe = other.network, other.vocabs, other.recipe
         self.tasks, self.schema = list(other.tasks), other.schema
         self.extensions = [dict(e) for e in other.extensions]
+        self.flatness = dict(other.flatness)
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Parameter count of the network (embedding tables included)."""

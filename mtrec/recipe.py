@@ -16,6 +16,46 @@ MODELS = ("single", "shared_bottom", "mmoe", "ple", "stem", "mptrec")
 EMBEDDING_OPTIMIZERS = ("adagrad", "rowwise_adagrad", "sgd")
 
 
+@dataclass(frozen=True)
+class FlatnessConfig:
+    """Sharpness-aware training of the dense parameters (`train.flatness`): each step first takes the dense
+    gradient g at the weights w, moves them to w + e with e = rho * g / ||g|| (adaptive, ASAM: e = rho * T^2 g /
+    ||T g|| with T = |w| + eta, so the radius is relative to each weight's size), and descends with the gradient
+    there; the embedding tables keep their fused optimizer, updated once per step. `every` k > 1 makes only every
+    k-th step sharpness-aware (the others are plain steps), to trade flatness against time."""
+
+    rho: float = 0.05
+    adaptive: bool = True
+    eta: float = 0.01
+    every: int = 1
+
+    @classmethod
+    def from_value(cls, value: Any, where: str = "train.flatness") -> FlatnessConfig | None:
+        """None (off), a FlatnessConfig, or a mapping of its fields; ConfigError naming the key otherwise."""
+        if value is None or isinstance(value, FlatnessConfig):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping (rho, adaptive, eta, every), got {value!r}", key=where)
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in value:
+            if key not in known:
+                raise ConfigError(f"{where}.{key}: unknown key (allowed: {', '.join(sorted(known))})",
+                                  key=f"{where}.{key}")
+        cfg = cls(**value)
+
+        def number(x: Any) -> bool:
+            return isinstance(x, int | float) and not isinstance(x, bool)
+
+        checks = {"rho": number(cfg.rho) and cfg.rho > 0, "eta": number(cfg.eta) and cfg.eta >= 0,
+                  "every": isinstance(cfg.every, int) and not isinstance(cfg.every, bool) and cfg.every >= 1,
+                  "adaptive": isinstance(cfg.adaptive, bool)}
+        for key, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"{where}.{key}: invalid value {getattr(cfg, key)!r} (rho > 0, eta >= 0, "
+                                  "every an int >= 1, adaptive true/false)", key=f"{where}.{key}")
+        return cfg
+
+
 @dataclass
 class TrainConfig:
     """How a multi-task model is trained: dense Adam + fused FBGEMM optimizer for the embedding tables."""
@@ -34,6 +74,7 @@ class TrainConfig:
     autocast_bf16: bool | None = None  # None: bf16 where the CPU has native bf16 (train/execution.py)
     compile: bool | None = None  # None: torch.compile when measured to win on a long enough run
     shuffle: bool = True  # False: every epoch visits the rows in their given order (frames and file streams)
+    flatness: dict[str, Any] | None = None  # sharpness-aware dense steps: FlatnessConfig fields (None: plain steps)
 
     def validate(self) -> None:
         """Range checks that types alone cannot express."""
@@ -46,6 +87,7 @@ class TrainConfig:
         for key in ("lr", "embedding_lr"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"train.{key}: must be > 0, got {getattr(self, key)}", key=f"train.{key}")
+        FlatnessConfig.from_value(self.flatness)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The command layer: load splits, train, evaluate, add a task, quantize and score files, each returning a report.
+"""The command layer: load splits, train, evaluate, add or remove a task, quantize and score files, each returning a
+report.
 
 `mtrec` (cli.py) and jobs/* are argument parsers over these functions, so a command does the same thing whichever
 entry point runs it. Heavy modules load inside the functions: importing this module stays light.
@@ -218,6 +219,34 @@ def add_task_to_checkpoint(checkpoint: str | Path, task: str, splits: Splits, me
     result = mtrec.add_task(model, task, splits.train, valid=splits.valid, method=method, **options)
     test = mtrec.evaluate(model, splits.test) if splits.test is not None else None
     return AddTaskReport(model, result, test)
+
+
+@dataclass
+class RemoveTaskReport:
+    """A model with an added task retired, and that task's extension entry."""
+
+    model: MultiTaskModel
+    removed: dict[str, Any]
+
+    def summary(self) -> str:
+        """One line: what was removed and the tasks left."""
+        return (f"removed task {self.removed['task']!r} (added with {self.removed.get('method', '?')}); tasks now "
+                f"{self.model.tasks}")
+
+    def save(self, out: str | Path) -> Path:
+        """Write the checkpoint and remove_task_report.json in it."""
+        return _save_with_report(self.model, out, "remove_task_report.json",
+                                 {"removed": self.removed, "tasks": list(self.model.tasks)})
+
+
+def remove_task_from_checkpoint(checkpoint: str | Path, task: str) -> RemoveTaskReport:
+    """Load an fp32 `checkpoint` and retire its added task `task` (the others' predictions stay bit-identical)."""
+    import mtrec
+
+    model = mtrec.load(checkpoint)
+    if not isinstance(model, mtrec.MultiTaskModel):
+        raise UsageError(f"{checkpoint} is quantized; remove the task from the fp32 checkpoint, then quantize")
+    return RemoveTaskReport(model, mtrec.remove_task(model, task))
 
 
 @dataclass

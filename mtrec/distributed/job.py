@@ -24,6 +24,7 @@ from mtrec.distributed.data import local_batch_size, steps_per_epoch
 from mtrec.distributed.loop import TrainState, WorkerSpec
 from mtrec.model import MultiTaskModel
 from mtrec.train.loop import TrainResult, resolve_config
+from pretrain_stack.errors import ConfigError
 
 DEFAULT_STORAGE = "~/ray_results"
 
@@ -61,6 +62,9 @@ def prepare(model: MultiTaskModel, train_df: pd.DataFrame | str, valid: pd.DataF
             dist_cfg: DistributedConfig, **options: Any) -> PreparedJob:
     """Resolve settings, fit vocabularies (or reuse the model's), validate the split, and build the WorkerSpec."""
     cfg = resolve_config(model, **options)
+    if cfg.flatness is not None:
+        raise ConfigError("train.flatness: sharpness-aware training runs in one process; drop workers/distributed "
+                          "or the flatness setting", key="train.flatness")
     train = read_frame(train_df)
     valid_frame = read_frame(valid) if valid is not None else None
     local_batch_size(cfg.batch_size, dist_cfg.workers)

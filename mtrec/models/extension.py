@@ -4,8 +4,9 @@ The heads live in `network.task_heads` (so their weights are in the network's st
 forward hook on the encoder: after the encoder's own forward has produced the old tasks' logits (untouched,
 so they stay bit-identical), the hook reads the representations that forward computed on the way (its output's
 "representations"; an encoder without them has them recomputed) and appends one logit per added task, so the
-experts run once per forward however many tasks were added. The hook is a bound method of the heads module, so deep copies stay consistent.
-`MultiTaskModel.attach_task` is the one caller that wires a head in.
+experts run once per forward however many tasks were added. Heads with `raw_inputs` also get the network's raw
+input (the encoder's second argument) under RAW_SPARSE / RAW_DENSE. The hook is a bound method of the heads module, so deep copies stay consistent.
+`MultiTaskModel.attach_task` is the one caller that wires a head in, `remove_task` the one that takes it out.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from mtrec.models.heads import raw_inputs
 
 
 class TaskHeads(nn.Module):
@@ -30,6 +33,8 @@ class TaskHeads(nn.Module):
         reps = output.get("representations")
         if reps is None:
             reps = encoder.representations(args[0])
+        if len(args) > 1 and any(h.raw_inputs for h in self.heads.values()):
+            reps = {**reps, **raw_inputs(args[1])}
         out = dict(output)
         out["logits"] = torch.cat([output["logits"], *(h(reps).unsqueeze(1) for h in self.heads.values())], dim=1)
         if "shared_logits" in output:
@@ -55,3 +60,12 @@ def extend_target(target: nn.Module, name: str) -> None:
         target.weights = torch.cat([weights, weights.new_ones(1)])
     if isinstance(getattr(target, "tasks", None), list):
         target.tasks.append(name)
+
+
+def shrink_target(target: nn.Module, index: int) -> None:
+    """Drop task `index`'s loss weight and name from the network's loss (undoes `extend_target` for that task)."""
+    weights = getattr(target, "weights", None)
+    if isinstance(weights, torch.Tensor):
+        target.weights = torch.cat([weights[:index], weights[index + 1:]])
+    if isinstance(getattr(target, "tasks", None), list):
+        del target.tasks[index]

@@ -12,6 +12,12 @@ from pretrain_stack.errors import ConfigError
 from pretrain_stack.registry import Registry
 
 HEADS = Registry("task_heads")
+RAW_SPARSE, RAW_DENSE = "raw_sparse", "raw_dense"
+
+
+def raw_inputs(batch: dict[str, Any]) -> dict[str, Any]:
+    """The network input's raw sparse KJT and dense features under the keys a `raw_inputs` head reads."""
+    return {RAW_SPARSE: batch["sparse"], RAW_DENSE: batch["dense"]}
 
 
 class TaskHead(nn.Module):
@@ -19,11 +25,13 @@ class TaskHead(nn.Module):
 
     `reads` are per-row representation keys (cached for training), `constants` batch-independent ones (e.g. the
     old task prompts); `args` are the constructor arguments, so `build_head(head.spec())` rebuilds the head.
+    A head with `raw_inputs` also reads the network's raw input (RAW_SPARSE, RAW_DENSE: see `raw_inputs`).
     Concrete heads are registered with `@HEADS.register(kind)`.
     """
 
     reads: tuple[str, ...] = ()
     constants: tuple[str, ...] = ()
+    raw_inputs: bool = False
 
     def __init__(self, **args: Any) -> None:
         super().__init__()

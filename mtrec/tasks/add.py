@@ -18,19 +18,24 @@ from mtrec.errors import DataError
 from mtrec.model import MultiTaskModel
 from mtrec.tasks import baselines
 from mtrec.tasks.cache import RepresentationCache, representations
+from mtrec.tasks.cnf import cnf
 from mtrec.tasks.fit import FIT_OPTIONS, RECIPE_KEYS, FitConfig, FitResult, fit_head, intra_op_threads
 from mtrec.tasks.freezing import count_parameters, frozen
 from mtrec.models.heads import TaskHead
 from mtrec.models.inputs import network_inputs
 from mtrec.models.prompt import prompt_head, tower_head
+from mtrec.models.task_embedding_head import task_embedding_head
+from mtrec.tasks.raw_inputs import RawInputCache
 from mtrec.recipe import TrainConfig
 
-FROZEN_METHODS = ("prompt", "tower")
-BACKBONE_METHODS = ("finetune", "child_tuning", "pecl")
+FROZEN_METHODS = ("prompt", "tower", "task_embedding")
+BACKBONE_METHODS = ("finetune", "child_tuning", "pecl", "cnf")
 METHODS = (*FROZEN_METHODS, *BACKBONE_METHODS, "joint")
 HEAD_OPTIONS = frozenset({"tower_hidden", "proj_hidden", "temperature", "prompt_init_std"})
-METHOD_OPTIONS = {"child_tuning": frozenset({"reserve_p", "fisher_batches"}),
-                  "pecl": frozenset({"fraction", "ewc_lambda", "fisher_batches"})}
+METHOD_OPTIONS = {"task_embedding": frozenset({"embedding_dim", "side_hidden", "side_features"}),
+                  "child_tuning": frozenset({"reserve_p", "fisher_batches"}),
+                  "pecl": frozenset({"fraction", "ewc_lambda", "fisher_batches"}),
+                  "cnf": frozenset({"fraction", "cnf_lambda", "rho", "adaptive", "probe_batches", "fisher_batches"})}
 CACHE_OPTIONS = frozenset({"max_cache_bytes", "chunk_rows"})
 
 
@@ -100,13 +105,25 @@ def representation_shapes(model: MultiTaskModel, encoded: EncodedFrame) -> dict[
 
 
 def make_head(model: MultiTaskModel, method: str, encoded: EncodedFrame, seed: int,
-              options: dict[str, Any]) -> TaskHead:
-    """The method's head for this backbone, initialized from `seed`."""
+              options: dict[str, Any], method_options: dict[str, Any] | None = None) -> TaskHead:
+    """The method's head for this backbone, initialized from `seed` (task_embedding: the prompt head, same init,
+    wrapped with the new task's own tables over `side_features`, default every sparse feature)."""
     shapes = representation_shapes(model, encoded)
     builder = tower_head if method == "tower" else prompt_head
     torch.manual_seed(seed)
     try:
-        return builder(model.name, shapes, **options)
+        head = builder(model.name, shapes, **options)
+        if method != "task_embedding":
+            return head
+        side = dict(method_options or {})
+        wanted = side.pop("side_features", None)
+        specs = model.spec().vocabs.feature_specs()
+        unknown = sorted(set(wanted or ()) - {f["name"] for f in specs})
+        if unknown:
+            raise DataError(f"add_task: side_features names {unknown[0]!r}, which is not a sparse feature of the "
+                            f"model ({', '.join(f['name'] for f in specs)})", column=unknown[0])
+        features = [f for f in specs if wanted is None or f["name"] in wanted]
+        return task_embedding_head(head, features, len(model.schema.dense), **side)
     except TypeError as exc:
         raise TypeError(f"add_task(method={method!r}) on a {model.name!r} backbone: {exc}") from exc
 
@@ -116,10 +133,14 @@ def add_task(model: MultiTaskModel, name: str, train_df: pd.DataFrame | str, val
     """Add binary task `name` (its label column in `train_df`) to a trained model, in place.
 
     `prompt` (default) and `tower` train only a new head on cached frozen representations, so the old tasks'
-    predictions stay bit-identical; finetune / child_tuning / pecl also move the backbone; joint retrains the
-    whole model from scratch. Options: epochs, batch_size, lr, embedding_lr, weight_decay, patience, seed,
-    eval_batch_size, threads; head: tower_hidden, proj_hidden, temperature, prompt_init_std; child_tuning: reserve_p,
-    fisher_batches; pecl: fraction, ewc_lambda, fisher_batches; cache: max_cache_bytes, chunk_rows.
+    predictions stay bit-identical; `task_embedding` adds to the prompt head the new task's own small embedding
+    tables on the raw input (old tasks still bit-identical); finetune / child_tuning / pecl / cnf also move the
+    backbone (cnf: C&F, constrained by flatness importance, mtrec/tasks/cnf.py); joint retrains the whole model
+    from scratch. Options: epochs, batch_size, lr, embedding_lr, weight_decay, patience, seed, eval_batch_size,
+    threads; head: tower_hidden, proj_hidden, temperature, prompt_init_std; task_embedding: embedding_dim,
+    side_hidden, side_features; child_tuning: reserve_p, fisher_batches; pecl: fraction, ewc_lambda,
+    fisher_batches; cnf: fraction, cnf_lambda, rho, adaptive, probe_batches, fisher_batches; cache:
+    max_cache_bytes, chunk_rows.
     """
     start = time.perf_counter()
     if method not in METHODS:
@@ -138,12 +159,12 @@ def add_task(model: MultiTaskModel, name: str, train_df: pd.DataFrame | str, val
     encoded_valid = model.encode(valid_frame, tasks=[name]) if valid_frame is not None else None
     details: dict[str, Any] = {"encode_seconds": time.perf_counter() - start}
     with intra_op_threads(cfg.threads):
-        head = make_head(model, method, encoded, cfg.seed, head_options)
+        head = make_head(model, method, encoded, cfg.seed, head_options, method_options)
         if method in FROZEN_METHODS:
             fit, trainable = _fit_frozen(model, head, encoded, encoded_valid, cfg, cache_options, progress, details)
         else:
             fit, trainable = _fit_backbone(model, method, head, encoded, encoded_valid, cfg, method_options,
-                                           progress)
+                                           progress, details)
     model.attach_task(name, head, {"method": method})
     return AddTaskResult(task=name, method=method, trainable_params=trainable, total_params=model.num_parameters(),
                          seconds=time.perf_counter() - start, history=fit.history, valid_auc=fit.valid_auc,
@@ -161,6 +182,9 @@ def _fit_frozen(model: MultiTaskModel, head: TaskHead, encoded: EncodedFrame, en
     train = RepresentationCache(network, encoded, head.reads, head.constants, **kwargs)
     valid = RepresentationCache(network, encoded_valid, head.reads, head.constants, **kwargs) \
         if encoded_valid is not None else None
+    if head.raw_inputs:
+        train = RawInputCache(train, encoded)
+        valid = RawInputCache(valid, encoded_valid) if valid is not None else None
     fit_start = time.perf_counter()
     details.update(cache_seconds=fit_start - cache_start, cache_in_memory=train.in_memory)
     fit = fit_head(head, train, valid, cfg, progress)
@@ -170,12 +194,19 @@ def _fit_frozen(model: MultiTaskModel, head: TaskHead, encoded: EncodedFrame, en
 
 def _fit_backbone(model: MultiTaskModel, method: str, head: TaskHead, encoded: EncodedFrame,
                   encoded_valid: EncodedFrame | None, cfg: FitConfig, method_options: dict[str, Any],
-                  progress: bool) -> tuple[FitResult, int]:
-    """Run a backbone-moving baseline; on any failure the backbone's weights are restored."""
+                  progress: bool, details: dict[str, Any]) -> tuple[FitResult, int]:
+    """Run a backbone-moving method; on any failure the backbone's weights are restored. cnf also leaves the
+    model the flatness statistics for the next addition."""
     network = model.require_network()
     snapshot = copy.deepcopy(network.state_dict())
-    run = {"finetune": baselines.finetune, "child_tuning": baselines.child_tuning, "pecl": baselines.pecl}[method]
     try:
+        if method == "cnf":
+            fit, trainable, keep, sources = cnf(network, head, encoded, encoded_valid, cfg, model.flatness,
+                                                progress=progress, **method_options)
+            model.set_flatness(keep)
+            details["importance_elements"] = sources
+            return fit, trainable
+        run = {"finetune": baselines.finetune, "child_tuning": baselines.child_tuning, "pecl": baselines.pecl}[method]
         return run(network, head, encoded, encoded_valid, cfg, progress=progress, **method_options)
     except BaseException:
         network.load_state_dict(snapshot)

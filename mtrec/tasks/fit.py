@@ -20,6 +20,7 @@ from mtrec.model import task_probabilities
 from mtrec.models.heads import TaskHead
 from mtrec.models.inputs import network_inputs
 from mtrec.train.epochs import BestState, EpochLoop, LoopSettings, Validation
+from mtrec.train.flatness import FlatTraining
 from mtrec.train.metrics import auc
 from mtrec.train.optim import dense_adam
 
@@ -158,20 +159,27 @@ def backbone_optimizers(network: nn.Module, params: list[nn.Parameter], head: Ta
 def fit_backbone(network: nn.Module, head: TaskHead, params: list[nn.Parameter], train: EncodedFrame,
                  valid: EncodedFrame | None, cfg: FitConfig, masks: GradientMasks | None = None,
                  penalty: Callable[[], torch.Tensor] | None = None, progress: bool = False,
-                 desc: str = "new task") -> FitResult:
-    """Train `head` and backbone `params` (gradients masked by `masks`) on the new task's BCE (+ `penalty`)."""
+                 desc: str = "new task", flat: FlatTraining | None = None) -> FitResult:
+    """Train `head` and backbone `params` (gradients masked by `masks`) on the new task's BCE (+ `penalty`); with
+    `flat`, every step is sharpness-aware over `flat.params` (their flatness statistics kept in `flat.stats`)."""
     optimizers = backbone_optimizers(network, params, head, cfg)
     state = nn.ModuleList([network, head])
 
     def step(batch: Batch) -> torch.Tensor:
         network.train()
         head.train()
-        loss = F.binary_cross_entropy_with_logits(network_logit(network, head, batch), batch.labels[:, -1])
-        if penalty is not None:
-            loss = loss + penalty()
+
+        def loss_of() -> torch.Tensor:
+            loss = F.binary_cross_entropy_with_logits(network_logit(network, head, batch), batch.labels[:, -1])
+            return loss if penalty is None else loss + penalty()
+
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if flat is None:
+            loss = loss_of()
+            loss.backward()
+        else:
+            loss = flat.backward(loss_of)
         if masks is not None:
             masks.apply()
         for optimizer in optimizers:

@@ -25,10 +25,11 @@ from mtrec.data.vocab import FitOptions, hash_report_lines
 from mtrec.errors import DataError
 from mtrec.model import MultiTaskModel
 from mtrec.models.inputs import bf16_autocast, network_inputs
-from mtrec.recipe import TrainConfig
+from mtrec.recipe import FlatnessConfig, TrainConfig
 from mtrec.train.fused import fuse_embeddings, fused_parameter_ids, unfuse_embeddings
 from mtrec.train.execution import AdaptiveStep, describe, resolve_bf16
 from mtrec.train.epochs import BestState, EpochLoop, LoopSettings, LoopState, Validation
+from mtrec.train.flatness import SharpnessAwareStep
 from mtrec.train.metrics import Metrics, task_metrics
 from mtrec.train.optim import dense_adam
 
@@ -164,9 +165,11 @@ def fit_encoded(model: MultiTaskModel, encoded: EncodedFrame, encoded_valid: Enc
 def run_loop(model: MultiTaskModel, batches: Callable[[int, int], Iterable[Batch]], steps_per_epoch: int,
              validation: Validation | None, cfg: TrainConfig, progress: bool = True,
              after_epoch: Callable[[LoopState, dict[str, Any]], None] | None = None) -> TrainResult:
-    """Fuse the tables, run the epoch loop over `batches(epoch, start)` with the training step, unfuse."""
+    """Fuse the tables, run the epoch loop over `batches(epoch, start)` with the training step, unfuse. With
+    `cfg.flatness` the step is sharpness-aware (eager: no compile) and the model records the flatness statistics."""
     network = model.require_network()
     bf16 = resolve_bf16(cfg.autocast_bf16)
+    flatness = FlatnessConfig.from_value(cfg.flatness)
     if progress:
         tqdm.write(f"training {model.name}: {describe(bf16, cfg.autocast_bf16, cfg.compile)}")
     start = time.perf_counter()
@@ -175,9 +178,12 @@ def run_loop(model: MultiTaskModel, batches: Callable[[int, int], Iterable[Batch
     try:
         loop = EpochLoop(LoopSettings(cfg.epochs, cfg.patience, cfg.max_steps, steps_per_epoch, progress=progress),
                          validation=validation, keeper=BestState(network), after_epoch=after_epoch)
-        step = make_step(network, dense_optimizer(network, cfg), progress=lambda: min(1.0, loop.state.step / total_steps),
-                         autocast_bf16=bf16, compile=cfg.compile, planned_steps=total_steps,
-                         show=progress)
+        optimizer = dense_optimizer(network, cfg)
+        share = (lambda: min(1.0, loop.state.step / total_steps))
+        step = make_step(network, optimizer, progress=share, autocast_bf16=bf16,
+                         compile=False if flatness else cfg.compile, planned_steps=total_steps, show=progress)
+        if flatness is not None:
+            step = SharpnessAwareStep(network, optimizer, dense_parameters(network), flatness, share, step, bf16)
 
         def training(epoch: int, first: int) -> Iterable[Batch]:
             network.train()
@@ -187,8 +193,11 @@ def run_loop(model: MultiTaskModel, batches: Callable[[int, int], Iterable[Batch
     finally:
         unfuse_embeddings(network)
     network.eval()
-    execution = {"autocast_bf16": bf16, "compile": cfg.compile,
+    execution = {"autocast_bf16": bf16, "compile": False if flatness else cfg.compile,
                  **(step.decisions if isinstance(step, AdaptiveStep) else {})}
+    if isinstance(step, SharpnessAwareStep):
+        model.set_flatness(step.stats.means())
+        execution["flatness"] = {**dataclasses.asdict(flatness), "sharpness_aware_steps": step.stats.steps}
     return TrainResult(history=state.history, best_epoch=state.best_epoch, best_valid=state.best_valid,
                        seconds=time.perf_counter() - start, steps=state.step, examples=state.examples,
                        execution=execution)
@@ -300,11 +309,15 @@ def evaluate_stream(model: MultiTaskModel, stream: FileStream, batch_size: int =
     return task_metrics(np.concatenate(labels), np.concatenate(probs), model.tasks)
 
 
-def dense_optimizer(network: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Adam over the trainable parameters the fused embedding modules do not update themselves."""
+def dense_parameters(network: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    """The trainable parameters the fused embedding modules do not update themselves, by name."""
     skip = fused_parameter_ids(network)
-    return dense_adam([p for p in network.parameters() if p.requires_grad and id(p) not in skip], lr=cfg.lr,
-                      weight_decay=cfg.weight_decay)
+    return {n: p for n, p in network.named_parameters() if p.requires_grad and id(p) not in skip}
+
+
+def dense_optimizer(network: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam over the dense parameters (dense_parameters)."""
+    return dense_adam(list(dense_parameters(network).values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def frame_validation(model: MultiTaskModel, encoded_valid: EncodedFrame | None, batch_size: int) -> Validation | None:

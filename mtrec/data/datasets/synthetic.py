@@ -4,7 +4,12 @@ Every (table, id) has a latent vector (hashed from the seed, so no table is stor
 A row's representation h is a weighted sum of its ids' latents (bags averaged) plus a projection of its
 dense features. Latent dimensions form one block shared by all tasks and one block per task; task t's logit
 is bias_t + w_t . h, where w_t mixes a common shared direction (correlated tasks) with its own block, and
-labels are Bernoulli(sigmoid(logit)). The last task is held back as the new task.
+labels are Bernoulli(sigmoid(logit)). The last `new_tasks` tasks (default one) are held back as new tasks.
+
+Hidden features (`hidden_tables` > 0): the last single-valued tables feed a separate latent block that no
+pre-training task reads; the last `hidden_tasks` held-back tasks put the share `hidden_weight` of their logit's
+variance on it. A model trained on the pre-training tasks has no reason to learn those tables, so such tasks test
+whether an added task can still read input the backbone ignored.
 
 Rows are generated in fixed blocks of `block_rows`, each from its own seeded generator, so a row depends only
 on the spec and its position: any chunking yields the same rows, and 10M+ rows stream without being held.
@@ -45,6 +50,11 @@ class SyntheticSpec:
     signal: float = 2.5
     shared: float = 0.6
     block_rows: int = 8192
+    new_tasks: int = 1
+    hidden_tables: int = 0
+    hidden_tasks: int = 0
+    hidden_weight: float = 0.7
+    hidden_dim: int = 2
 
     def __post_init__(self) -> None:
         if self.tables < 1 or not 0 <= self.multi_valued <= self.tables:
@@ -56,6 +66,15 @@ class SyntheticSpec:
         if self.dense < 0 or self.zipf <= 0 or not 0 <= self.shared <= 1:
             raise ValueError(f"need dense >= 0, zipf > 0 and 0 <= shared <= 1, got {self.dense}, {self.zipf}, "
                              f"{self.shared}")
+        if self.new_tasks < 0 or self.hidden_dim < 1 or not 0 <= self.hidden_weight <= 1:
+            raise ValueError(f"need new_tasks >= 0, hidden_dim >= 1 and 0 <= hidden_weight <= 1, got "
+                             f"{self.new_tasks}, {self.hidden_dim}, {self.hidden_weight}")
+        if not 0 <= self.hidden_tables <= self.tables - self.multi_valued:
+            raise ValueError(f"hidden_tables must be in [0, {self.tables - self.multi_valued}] (single-valued "
+                             f"tables), got {self.hidden_tables}")
+        if not 0 <= self.hidden_tasks <= self.new_tasks or (self.hidden_tasks and not self.hidden_tables):
+            raise ValueError(f"hidden_tasks must be in [0, new_tasks={self.new_tasks}] and needs hidden_tables > 0, "
+                             f"got {self.hidden_tasks}")
 
     @property
     def single_names(self) -> list[str]:
@@ -79,8 +98,18 @@ class SyntheticSpec:
 
     @property
     def new_task_names(self) -> list[str]:
-        """The held-back task, generated from the same model."""
-        return [f"task{self.tasks}"]
+        """The held-back tasks, generated from the same model (the last `hidden_tasks` also read hidden tables)."""
+        return [f"task{self.tasks + k}" for k in range(self.new_tasks)]
+
+    @property
+    def hidden_names(self) -> list[str]:
+        """Single-valued tables that only the hidden tasks read (the pre-training tasks ignore them)."""
+        return self.single_names[len(self.single_names) - self.hidden_tables:] if self.hidden_tables else []
+
+    @property
+    def hidden_task_names(self) -> list[str]:
+        """Held-back tasks whose logit reads the hidden tables."""
+        return self.new_task_names[self.new_tasks - self.hidden_tasks:] if self.hidden_tasks else []
 
     def schema(self) -> Schema:
         """The schema of the generated frames (pre-training tasks only)."""
@@ -127,10 +156,16 @@ class SyntheticSpec:
         params = _params(self)
         out: dict[str, Any] = {}
         h = np.zeros((n, params["dim"]))
+        hidden = np.zeros((n, self.hidden_dim))
+        hidden_names = self.hidden_names
         for t, name in enumerate(self.single_names):
             ids = _zipf_ids(rng, n, self.cardinality, self.zipf)
             out[name] = ids
-            h += params["table_scale"][t] * _latent(ids, params["salt"][t])
+            if name in hidden_names:
+                k = hidden_names.index(name)
+                hidden += _latent(ids, params["hidden_salt"][k]) / np.sqrt(len(hidden_names))
+            else:
+                h += params["table_scale"][t] * _latent(ids, params["salt"][t])
         for j, name in enumerate(self.multi_names):
             t = len(self.single_names) + j
             lengths = rng.integers(1, self.max_bag + 1, size=n).astype(np.int64)
@@ -144,6 +179,8 @@ class SyntheticSpec:
         for j, name in enumerate(self.dense_names):
             out[name] = x[:, j].astype(np.float32)
         logits = params["bias"] + h @ params["weights"].T
+        if hidden_names:
+            logits = logits + hidden @ params["hidden_weights"].T
         labels = rng.random(logits.shape) < 1.0 / (1.0 + np.exp(-logits))
         for t, name in enumerate([*self.task_names, *self.new_task_names]):
             out[name] = labels[:, t]
@@ -155,7 +192,7 @@ class SyntheticSpec:
 def _params(spec: SyntheticSpec) -> dict[str, Any]:
     """The label model: per-table weights and hash salts, dense projection, task weights and biases."""
     rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 0]))
-    n_tasks = spec.tasks + 1
+    n_tasks = spec.tasks + spec.new_tasks
     dim = spec.shared_dim + n_tasks * spec.task_dim
     scale = np.exp(rng.normal(0.0, 0.5, spec.tables))
     table_scale = scale / np.sqrt((scale ** 2).sum() + 0.25 * (spec.dense > 0))
@@ -170,8 +207,17 @@ def _params(spec: SyntheticSpec) -> dict[str, Any]:
         weights[t, lo:lo + spec.task_dim] = np.sqrt(1 - spec.shared) * w_own / np.linalg.norm(w_own)
     weights *= spec.signal
     salt = rng.integers(0, 2 ** 63, size=(spec.tables, dim), dtype=np.uint64)
-    return {"dim": dim, "table_scale": table_scale, "dense_proj": dense_proj, "weights": weights,
-            "bias": rng.uniform(-2.0, 0.0, n_tasks), "salt": salt}
+    params = {"dim": dim, "table_scale": table_scale, "dense_proj": dense_proj, "weights": weights,
+              "bias": rng.uniform(-2.0, 0.0, n_tasks), "salt": salt}
+    if spec.hidden_tables:  # drawn after everything else: specs without hidden tables keep their rows
+        params["hidden_salt"] = rng.integers(0, 2 ** 63, size=(spec.hidden_tables, spec.hidden_dim), dtype=np.uint64)
+        hidden_weights = np.zeros((n_tasks, spec.hidden_dim))
+        for t in range(n_tasks - spec.hidden_tasks, n_tasks):
+            w = rng.standard_normal(spec.hidden_dim)
+            hidden_weights[t] = spec.signal * np.sqrt(spec.hidden_weight) * w / np.linalg.norm(w)
+            weights[t] *= np.sqrt(1 - spec.hidden_weight)
+        params["hidden_weights"] = hidden_weights
+    return params
 
 
 @functools.lru_cache(maxsize=8)
