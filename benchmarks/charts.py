@@ -68,6 +68,33 @@ def new_task(res: dict[str, Any]) -> plt.Figure | None:
     return fig
 
 
+def continual(res: dict[str, Any]) -> plt.Figure | None:
+    """Per dataset, against the number of additions: the added task's test AUC and the mean change of every older
+    task's AUC since it was learned (forgetting), one line per method (std over seeds as error bars)."""
+    summary = res["summary"]
+    if not summary:
+        return None
+    fig, axes = plt.subplots(len(summary), 2, figsize=(12, 4 * len(summary)), squeeze=False)
+    for row, (dataset, entry) in zip(axes, summary.items()):
+        tasks = entry["tasks"]
+        x = np.arange(1, len(tasks) + 1)
+        for method, steps in entry["methods"].items():
+            style = "o-" if method in ("cnf", "task_embedding") else "o--"
+            row[0].errorbar(x, [s["new_auc"]["mean"] for s in steps], yerr=[s["new_auc"]["std"] for s in steps],
+                            fmt=style, capsize=3, label=method)
+            row[1].errorbar(x, [s["mean_change"]["mean"] for s in steps],
+                            yerr=[s["mean_change"]["std"] for s in steps], fmt=style, capsize=3, label=method)
+        row[0].plot(x, [entry["logistic"][t]["mean"] for t in tasks], "k:", label="logistic regression")
+        row[1].axhline(0.0, ls=":", c="grey", lw=1)
+        for ax, label in zip(row, ["new-task test AUC", "old tasks' mean Δ test AUC since learned"]):
+            ax.set_xticks(x, [f"{k}: {t}" for k, t in zip(x, tasks)])
+            ax.set_xlabel("addition")
+            ax.set_ylabel(label)
+            ax.set_title(f"{dataset}: {label} after each addition")
+        row[0].legend(fontsize=7, ncol=3)
+    return fig
+
+
 def precision(res: dict[str, Any]) -> plt.Figure:
     """Inference precisions: weight bytes (% of fp32), model examples/s (x fp32 eager), per-task AUC."""
     configs = res["configs"]
@@ -140,6 +167,7 @@ def scoring_workers(res: dict[str, Any]) -> plt.Figure:
 CHARTS: dict[str, tuple[Callable[[dict[str, Any]], plt.Figure | None], str]] = {
     "multitask": (auc_by_model, "auc_by_model.png"),
     "new_task": (new_task, "new_task.png"),
+    "continual": (continual, "continual.png"),
     "inference": (precision, "precision.png"),
     "scaling": (workers, "throughput_vs_workers.png"),
     "batch_predict": (scoring_workers, "scoring_vs_workers.png"),

@@ -88,6 +88,34 @@ def new_task(res: dict[str, Any]) -> list[Block]:
     return blocks
 
 
+def continual(res: dict[str, Any]) -> list[Block]:
+    """Per dataset: method x addition step (new-task AUC, forgetting of the older tasks, trainable share, time)."""
+    blocks: list[Block] = [Para(
+        "Each method adds the held-back tasks one after another to its own copy of an mptrec backbone (cnf: one "
+        "pre-trained with sharpness-aware steps). `old Δ mean` / `old Δ worst`: the mean / most negative change of "
+        "the older tasks' test AUC since each was learned (negative = forgetting); `LR`: a logistic regression on "
+        "the same features in the same run.")]
+    for dataset, entry in res["summary"].items():
+        rows = []
+        for method, steps in entry["methods"].items():
+            for k, e in enumerate(steps):
+                rows.append([method, str(k + 1), e["task"], ms(e["new_auc"]),
+                             num(entry["logistic"][e["task"]]["mean"], ".4f"), ms(e["mean_change"]),
+                             ms(e["min_change"]), "yes" if e["old_identical"] else "no",
+                             ms(e["trainable_share"], 1, 100.0), ms(e["seconds"], 1)])
+        blocks += [Heading(f"{dataset}: adding {', '.join(entry['tasks'])}", 3),
+                   Table(["method", "step", "task", "new AUC", "LR", "old Δ mean", "old Δ worst", "old identical",
+                          "trainable %", "seconds"], rows,
+                         [None, None, None, "high", None, "high", "high", None, "low", "low"])]
+        methods = entry["methods"]
+        if {"cnf", "finetune", "pecl"} <= set(methods):
+            last = {m: methods[m][-1] for m in ("cnf", "finetune", "pecl")}
+            blocks.append(Key(f"{dataset}, after the last addition: " + "; ".join(
+                f"{m} new {v['new_auc']['mean']:.4f}, old Δ {v['mean_change']['mean']:+.4f}"
+                for m, v in last.items()) + "."))
+    return blocks
+
+
 def throughput(res: dict[str, Any]) -> list[Block]:
     """Implementations x batch sizes: training examples/s (mean ± std over rounds) and the ratio to plain PyTorch."""
     runs = res["results"]
@@ -194,6 +222,6 @@ def generic(res: dict[str, Any]) -> list[Block]:
 
 
 SECTIONS: dict[str, Callable[[dict[str, Any]], list[Block]]] = {
-    "multitask": multitask, "new_task": new_task, "throughput": throughput, "inference": inference,
-    "scaling": scaling, "serve_load": serve_load, "batch_predict": batch_predict,
+    "multitask": multitask, "new_task": new_task, "continual": continual, "throughput": throughput,
+    "inference": inference, "scaling": scaling, "serve_load": serve_load, "batch_predict": batch_predict,
 }

@@ -27,7 +27,7 @@ def small(adult):
 
 def fresh(adult) -> mtrec.MultiTaskModel:
     return mtrec.build_model("mptrec", schema=adult.schema, tasks=adult.tasks, dataset="adult",
-                             overrides={"train": {"batch_size": 512}})
+                             overrides={"train.batch_size": 512})
 
 
 def test_perturbation_has_radius_rho():

@@ -1,0 +1,211 @@
+"""Sequences of task additions: every add_task method adds a dataset's held-back tasks one after another.
+
+Scenarios: `synthetic` holds back three tasks (the third leans on two tables no pre-training task reads, so only
+methods that can read the raw input or move the backbone can learn it), `adult` one (education) and
+`movielens-100k` one (dislike). Per (scenario, seed) one mptrec backbone is pre-trained plainly (every method but
+cnf starts from it) and one with sharpness-aware steps (`train(..., flatness=...)`, C&F's "create flatness" stage:
+cnf starts from it). Each method then adds the tasks in order to its own copy; after every addition every task is
+evaluated on test: the new task's AUC, each older task's AUC change since it was first learned (forgetting:
+negative is worse), trainable share and seconds. `joint` retrains from scratch on every task so far at each step.
+A logistic regression per task, fitted in the same run on the one-hot sparse and standardized dense features, is
+the floor every new-task AUC is shown against.
+
+python -m benchmarks.continual [--datasets synthetic adult movielens-100k] [--seeds 0 1 2] [--methods ...]
+                               [--rows 60000] [--epochs N] [--threads 1] [--out reports/bench] [--name continual]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+import mtrec
+from benchmarks.common import fmt, mean_std, write_results
+
+METHODS = ["prompt", "tower", "task_embedding", "finetune", "child_tuning", "pecl", "cnf", "joint"]
+DATASETS = ["synthetic", "adult", "movielens-100k"]
+FLATNESS = {"rho": 0.05, "adaptive": True}
+SYNTHETIC = {"tables": 6, "cardinality": 500, "tasks": 2, "multi_valued": 1, "dense": 2, "new_tasks": 3,
+             "hidden_tables": 2, "hidden_tasks": 1, "hidden_weight": 0.8}
+SMALL_SYNTHETIC_MPTREC = {"model.encoder.expert_hidden": [128, 64], "model.encoder.tower_hidden": [32],
+                          "train.batch_size": 1024}
+
+
+def load(dataset: str, rows: int, seed: int) -> mtrec.datasets.Dataset:
+    """The scenario's data (synthetic: its spec with `rows` rows, generator seed = run seed)."""
+    if dataset == "synthetic":
+        return mtrec.datasets.load("synthetic", rows=rows, seed=seed, **SYNTHETIC)
+    return mtrec.datasets.load(dataset)
+
+
+def pretrain(data: mtrec.datasets.Dataset, dataset: str, seed: int, epochs: int | None,
+             flatness: dict[str, Any] | None) -> tuple[mtrec.MultiTaskModel, float]:
+    """An mptrec backbone on the pre-training tasks (sharpness-aware with `flatness`) and its training seconds."""
+    overrides = SMALL_SYNTHETIC_MPTREC if dataset == "synthetic" else None
+    model = mtrec.build_model("mptrec", schema=data.schema, tasks=data.tasks, dataset=dataset, overrides=overrides)
+    start = time.perf_counter()
+    mtrec.train(model, data.train, valid=data.valid, seed=seed, epochs=epochs, progress=False, flatness=flatness)
+    return model, time.perf_counter() - start
+
+
+def test_aucs(model: mtrec.MultiTaskModel, test: pd.DataFrame) -> dict[str, float]:
+    """Test AUC of every task of the model."""
+    return {t: m["auc"] for t, m in mtrec.evaluate(model, test).items()}
+
+
+def run_sequence(base: mtrec.MultiTaskModel, data: mtrec.datasets.Dataset, method: str, seed: int,
+                 epochs: int | None) -> list[dict[str, Any]]:
+    """Add the held-back tasks in order with `method`; one record per addition."""
+    model = copy.deepcopy(base)
+    first = test_aucs(model, data.test)  # each task's AUC when it was first learned
+    capped = {} if epochs is None else {"epochs": epochs}
+    steps = []
+    for k, task in enumerate(data.new_tasks):
+        before = model.predict(data.test)[model.tasks].to_numpy()
+        old_tasks = list(model.tasks)
+        result = mtrec.add_task(model, task, data.train, valid=data.valid, method=method, seed=seed, progress=False,
+                                **capped)
+        aucs = test_aucs(model, data.test)
+        after = model.predict(data.test)[old_tasks].to_numpy()
+        first[task] = aucs[task]
+        change = {t: aucs[t] - first[t] for t in old_tasks}
+        steps.append({"step": k + 1, "task": task, "new_auc": aucs[task], "auc": aucs, "change": change,
+                      "mean_change": float(np.mean(list(change.values()))), "min_change": min(change.values()),
+                      "old_identical": bool(np.array_equal(after, before)),
+                      "trainable_share": result.trainable_share, "trainable_params": result.trainable_params,
+                      "seconds": result.seconds, "valid_auc": result.valid_auc})
+    return steps
+
+
+def logistic_baseline(data: mtrec.datasets.Dataset) -> dict[str, float]:
+    """Test AUC of a logistic regression per held-back task on one-hot sparse + standardized dense features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    from scipy import sparse
+
+    single = [f for f in data.schema.sparse if f not in data.schema.multi_valued]
+    enc = OneHotEncoder(handle_unknown="ignore", min_frequency=5).fit(data.train[single].astype(str))
+    scaler = StandardScaler().fit(data.train[data.schema.dense]) if data.schema.dense else None
+
+    def features(df: pd.DataFrame) -> Any:
+        parts = [enc.transform(df[single].astype(str))]
+        if scaler is not None:
+            parts.append(sparse.csr_matrix(scaler.transform(df[data.schema.dense])))
+        return sparse.hstack(parts).tocsr()
+
+    x_train, x_test = features(data.train), features(data.test)
+    out = {}
+    for task in data.new_tasks:
+        lr = LogisticRegression(max_iter=500, C=1.0).fit(x_train, data.train[task].to_numpy())
+        out[task] = float(roc_auc_score(data.test[task].to_numpy(), lr.predict_proba(x_test)[:, 1]))
+    return out
+
+
+def summarize(runs: list[dict], baselines: list[dict], pretrained: list[dict]) -> tuple[dict, str]:
+    """Mean/std over seeds per (dataset, method, step) and a Markdown report."""
+    summary: dict = {}
+    lines = ["# Sequences of task additions (mean ± std over seeds)", "",
+             "`new AUC`: the added task's test AUC; `old Δ mean` / `old Δ worst`: the mean / most negative change of "
+             "every older task's test AUC since it was first learned (pre-training tasks: since pre-training; "
+             "negative = forgetting); `LR`: a logistic regression on the same features, same run.", ""]
+    for dataset in dict.fromkeys(r["dataset"] for r in runs):
+        rows = [r for r in runs if r["dataset"] == dataset]
+        tasks = [s["task"] for s in rows[0]["steps"]]
+        lr = {t: mean_std([b["auc"][t] for b in baselines if b["dataset"] == dataset]) for t in tasks}
+        pre = [p for p in pretrained if p["dataset"] == dataset]
+        summary[dataset] = {"tasks": tasks, "logistic": lr, "methods": {},
+                            "pretrained": {kind: {"auc": {t: mean_std([p[kind]["auc"][t] for p in pre])
+                                                          for t in pre[0][kind]["auc"]},
+                                                  "seconds": mean_std([p[kind]["seconds"] for p in pre])}
+                                           for kind in ("plain", "flat")}}
+        plain, flat = summary[dataset]["pretrained"]["plain"], summary[dataset]["pretrained"]["flat"]
+        lines += [f"## {dataset}: adding {', '.join(tasks)}", "",
+                  "Pre-trained backbones: plain " + ", ".join(f"{t} {fmt(v)}" for t, v in plain["auc"].items()) +
+                  f" ({plain['seconds']['mean']:.1f} s); sharpness-aware (cnf's) " +
+                  ", ".join(f"{t} {fmt(v)}" for t, v in flat["auc"].items()) +
+                  f" ({flat['seconds']['mean']:.1f} s, {flat['seconds']['mean'] / plain['seconds']['mean']:.2f}x).",
+                  "", "| method | step | task | new AUC | LR | old Δ mean | old Δ worst | old identical | "
+                  "trainable % | seconds |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for method in dict.fromkeys(r["method"] for r in rows):
+            mine = [r for r in rows if r["method"] == method]
+            entries = []
+            for k, task in enumerate(tasks):
+                steps = [r["steps"][k] for r in mine]
+                e = {"task": task, "new_auc": mean_std([s["new_auc"] for s in steps]),
+                     "mean_change": mean_std([s["mean_change"] for s in steps]),
+                     "min_change": mean_std([s["min_change"] for s in steps]),
+                     "change": {t: mean_std([s["change"][t] for s in steps]) for t in steps[0]["change"]},
+                     "auc": {t: mean_std([s["auc"][t] for s in steps]) for t in steps[0]["auc"]},
+                     "old_identical": all(s["old_identical"] for s in steps),
+                     "trainable_share": mean_std([s["trainable_share"] for s in steps]),
+                     "seconds": mean_std([s["seconds"] for s in steps])}
+                entries.append(e)
+                lines.append(f"| {method} | {k + 1} | {task} | {fmt(e['new_auc'])} | {lr[task]['mean']:.4f} | "
+                             f"{e['mean_change']['mean']:+.4f} | {e['min_change']['mean']:+.4f} | "
+                             f"{'yes' if e['old_identical'] else 'no'} | {100 * e['trainable_share']['mean']:.1f} | "
+                             f"{e['seconds']['mean']:.1f} |")
+            summary[dataset]["methods"][method] = entries
+        lines.append("")
+    return summary, "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run every (dataset, seed, method) sequence and write <name>.json / <name>.md."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.continual")
+    parser.add_argument("--datasets", nargs="+", default=DATASETS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=METHODS)
+    parser.add_argument("--rows", type=int, default=60_000, help="synthetic rows (80% train, 10% valid, 10% test)")
+    parser.add_argument("--epochs", type=int, help="cap pre-training and add_task epochs (default: the recipes')")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: keep)")
+    parser.add_argument("--out", default="reports/bench")
+    parser.add_argument("--name", default="continual", help="result files: <out>/<name>.json and .md")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.methods) - set(METHODS))
+    if unknown:
+        parser.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    runs, baselines, pretrained = [], [], []
+    bar = tqdm(total=len(args.datasets) * len(args.seeds) * len(args.methods), desc="continual", unit="sequence")
+    for dataset in args.datasets:
+        for seed in args.seeds:
+            data = load(dataset, args.rows, seed)
+            baselines.append({"dataset": dataset, "seed": seed, "auc": logistic_baseline(data)})
+            bases = {}
+            record: dict[str, Any] = {"dataset": dataset, "seed": seed}
+            for kind, flatness in (("plain", None), ("flat", FLATNESS)):
+                if kind == "flat" and "cnf" not in args.methods:
+                    continue
+                bases[kind], seconds = pretrain(data, dataset, seed, args.epochs, flatness)
+                record[kind] = {"auc": test_aucs(bases[kind], data.test), "seconds": seconds}
+            record.setdefault("flat", record["plain"])
+            pretrained.append(record)
+            for method in args.methods:
+                steps = run_sequence(bases["flat" if method == "cnf" else "plain"], data, method, seed, args.epochs)
+                runs.append({"dataset": dataset, "seed": seed, "method": method, "steps": steps})
+                bar.update()
+                tqdm.write(f"{dataset:>15} seed {seed} {method:>14}: " + "; ".join(
+                    f"{s['task']} {s['new_auc']:.4f} (old Δ {s['mean_change']:+.4f}, {s['seconds']:.1f} s)"
+                    for s in steps))
+    bar.close()
+    summary, markdown = summarize(runs, baselines, pretrained)
+    json_path, md_path = write_results(args.out, args.name, {
+        "runs": runs, "logistic": baselines, "pretrained": pretrained, "summary": summary, "seeds": args.seeds,
+        "epochs": args.epochs, "rows": args.rows, "flatness": FLATNESS, "synthetic": SYNTHETIC,
+        "threads": torch.get_num_threads()}, markdown)
+    print(markdown)
+    print(f"wrote {json_path} and {md_path}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
