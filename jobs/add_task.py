@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML/JSON of this job's options")
     p.add_argument("--checkpoint", help="trained checkpoint (unsharded, or a sharded one from jobs.train)")
     p.add_argument("--task", help="the new task's label column")
-    p.add_argument("--method", default=METHOD, help="prompt (default), tower, finetune, child_tuning, pecl, joint")
+    p.add_argument("--method", default=METHOD,
+                   help="prompt (default), tower, task_embedding, finetune, child_tuning, pecl, cnf, joint")
     add_data_args(p, tasks=False)
     p.add_argument("--options", type=json.loads, default={}, help='more add_task options as JSON, e.g. {"epochs": 5}')
     p.add_argument("--out", help="checkpoint directory to write")

@@ -210,7 +210,7 @@ def _add_add_task_parser(sub: Any) -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--task", required=True, help="the new task's label column")
     p.add_argument("--method", default=workflows.METHOD,
-                   help="prompt (default), tower, finetune, child_tuning, pecl or joint")
+                   help="prompt (default), tower, task_embedding, finetune, child_tuning, pecl, cnf or joint")
     add_data_args(p, tasks=False)
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)

@@ -1,0 +1,37 @@
+"""benchmarks/continual.py on a tiny synthetic sequence: its records, the report section and the chart."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from benchmarks import charts, continual, sections
+from benchmarks.document import Table, to_markdown
+
+
+def test_tiny_sequence_records_every_addition_and_renders(tmp_path):
+    threads = torch.get_num_threads()
+    try:
+        summary = continual.main(["--datasets", "synthetic", "--rows", "3000", "--seeds", "0", "--epochs", "1",
+                                  "--methods", "prompt", "task_embedding", "cnf", "--out", str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)
+    res = json.loads((tmp_path / "continual.json").read_text())
+    entry = summary["synthetic"]
+    assert entry["tasks"] == ["task2", "task3", "task4"] and set(entry["methods"]) == {"prompt", "task_embedding",
+                                                                                       "cnf"}
+    for method, steps in entry["methods"].items():
+        assert len(steps) == 3
+        # frozen methods keep every older task bit-identical, cnf moves the backbone
+        assert all(s["old_identical"] == (method != "cnf") for s in steps), method
+        assert all(s["mean_change"]["mean"] == 0.0 for s in steps) or method == "cnf"
+        # after step k the model predicts the 2 pre-training tasks and k added ones
+        assert [len(s["auc"]) for s in steps] == [3, 4, 5]
+    cnf = [r for r in res["runs"] if r["method"] == "cnf"][0]["steps"]
+    assert cnf[1]["change"]["task2"] == cnf[1]["auc"]["task2"] - cnf[0]["auc"]["task2"]
+    blocks = sections.continual(res)
+    table = [b for b in blocks if isinstance(b, Table)][0]
+    assert len(table.rows) == 9 and "new AUC" in to_markdown([table])
+    fig = charts.continual(res)
+    assert fig is not None and len(fig.axes) == 2
