@@ -111,9 +111,10 @@ def cmd_add_task(args: argparse.Namespace) -> None:
 
 def cmd_remove_task(args: argparse.Namespace) -> None:
     """Retire an added task from a checkpoint and save the result (the other tasks' scores unchanged)."""
+    check_checkpoint_output(args.out, args.overwrite)
     report = workflows.remove_task_from_checkpoint(args.checkpoint, args.task)
     print(report.summary())
-    print(f"checkpoint: {report.save(args.out)}")
+    print(f"checkpoint: {report.save(args.out, overwrite=args.overwrite)}")
 
 
 def cmd_data_synthetic(args: argparse.Namespace) -> None:
@@ -227,7 +228,8 @@ def _add_remove_task_parser(sub: Any) -> None:
     p = sub.add_parser("remove-task", help="retire a task added to a checkpoint (other tasks bit-identical)")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--task", required=True, help="the added task to remove")
-    p.add_argument("--out", required=True, help="checkpoint directory to write (may be --checkpoint itself)")
+    p.add_argument("--out", required=True, help="checkpoint directory to write (--checkpoint itself with --overwrite)")
+    add_overwrite_arg(p)
     p.set_defaults(func=cmd_remove_task)
 
 

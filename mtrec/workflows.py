@@ -233,10 +233,10 @@ class RemoveTaskReport:
         return (f"removed task {self.removed['task']!r} (added with {self.removed.get('method', '?')}); tasks now "
                 f"{self.model.tasks}")
 
-    def save(self, out: str | Path) -> Path:
+    def save(self, out: str | Path, overwrite: bool = False) -> Path:
         """Write the checkpoint and remove_task_report.json in it."""
         return _save_with_report(self.model, out, "remove_task_report.json",
-                                 {"removed": self.removed, "tasks": list(self.model.tasks)})
+                                 {"removed": self.removed, "tasks": list(self.model.tasks)}, overwrite)
 
 
 def remove_task_from_checkpoint(checkpoint: str | Path, task: str) -> RemoveTaskReport:

@@ -175,6 +175,12 @@ def test_cli_remove_task(trained_adult_mptrec, frames, tmp_path, capsys):
         main(["remove-task", "--checkpoint", str(src), "--task", "income", "--out", str(tmp_path / "bad")])
     assert exc.value.code == 2 and "pre-training task" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+    # in place only when asked
+    with pytest.raises(SystemExit) as exc:
+        main(["remove-task", "--checkpoint", str(src), "--task", "education", "--out", str(src)])
+    assert exc.value.code == 2 and mtrec.load(src).tasks == ["income", "married", "education"]
+    main(["remove-task", "--checkpoint", str(src), "--task", "education", "--out", str(src), "--overwrite"])
+    assert mtrec.load(src).tasks == ["income", "married"]
 
 
 def test_a_task_embedding_checkpoint_loads_in_a_fresh_process(model, frames, tmp_path):
