@@ -79,7 +79,7 @@ def continual(res: dict[str, Any]) -> plt.Figure | None:
         tasks = entry["tasks"]
         x = np.arange(1, len(tasks) + 1)
         for method, steps in entry["methods"].items():
-            style = "o-" if method in ("cnf", "task_embedding") else "o--"
+            style = "o-" if method.split(":")[0] in ("cnf", "task_embedding") else "o--"
             row[0].errorbar(x, [s["new_auc"]["mean"] for s in steps], yerr=[s["new_auc"]["std"] for s in steps],
                             fmt=style, capsize=3, label=method)
             row[1].errorbar(x, [s["mean_change"]["mean"] for s in steps],

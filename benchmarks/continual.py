@@ -12,12 +12,16 @@ the floor every new-task AUC is shown against.
 
 python -m benchmarks.continual [--datasets synthetic adult movielens-100k] [--seeds 0 1 2] [--methods ...]
                                [--rows 60000] [--epochs N] [--threads 1] [--out reports/bench] [--name continual]
+
+A method may carry add_task options, `pecl:fraction=1.0,ewc_lambda=0.001` (values parsed as JSON): the
+variant is reported under that whole name.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import time
 from typing import Any
 
@@ -36,6 +40,21 @@ SYNTHETIC = {"tables": 6, "cardinality": 500, "tasks": 2, "multi_valued": 1, "de
              "hidden_tables": 2, "hidden_tasks": 1, "hidden_weight": 0.8}
 SMALL_SYNTHETIC_MPTREC = {"model.encoder.expert_hidden": [128, 64], "model.encoder.tower_hidden": [32],
                           "train.batch_size": 1024}
+
+
+def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
+    """`method` or `method:key=value,key=value` -> (method, add_task options)."""
+    method, _, rest = spec.partition(":")
+    options = {}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"method {spec!r}: option {item!r} is not key=value")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return method, options
 
 
 def load(dataset: str, rows: int, seed: int) -> mtrec.datasets.Dataset:
@@ -60,12 +79,13 @@ def test_aucs(model: mtrec.MultiTaskModel, test: pd.DataFrame) -> dict[str, floa
     return {t: m["auc"] for t, m in mtrec.evaluate(model, test).items()}
 
 
-def run_sequence(base: mtrec.MultiTaskModel, data: mtrec.datasets.Dataset, method: str, seed: int,
+def run_sequence(base: mtrec.MultiTaskModel, data: mtrec.datasets.Dataset, spec: str, seed: int,
                  epochs: int | None) -> list[dict[str, Any]]:
-    """Add the held-back tasks in order with `method`; one record per addition."""
+    """Add the held-back tasks in order with method `spec` (parse_method); one record per addition."""
+    method, options = parse_method(spec)
     model = copy.deepcopy(base)
     first = test_aucs(model, data.test)  # each task's AUC when it was first learned
-    capped = {} if epochs is None else {"epochs": epochs}
+    capped = {**({} if epochs is None else {"epochs": epochs}), **options}
     steps = []
     for k, task in enumerate(data.new_tasks):
         before = model.predict(data.test)[model.tasks].to_numpy()
@@ -169,7 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default="reports/bench")
     parser.add_argument("--name", default="continual", help="result files: <out>/<name>.json and .md")
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.methods) - set(METHODS))
+    unknown = sorted({parse_method(m)[0] for m in args.methods} - set(METHODS))
     if unknown:
         parser.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     if args.threads:
@@ -183,14 +203,15 @@ def main(argv: list[str] | None = None) -> dict:
             bases = {}
             record: dict[str, Any] = {"dataset": dataset, "seed": seed}
             for kind, flatness in (("plain", None), ("flat", FLATNESS)):
-                if kind == "flat" and "cnf" not in args.methods:
+                if kind == "flat" and not any(parse_method(m)[0] == "cnf" for m in args.methods):
                     continue
                 bases[kind], seconds = pretrain(data, dataset, seed, args.epochs, flatness)
                 record[kind] = {"auc": test_aucs(bases[kind], data.test), "seconds": seconds}
             record.setdefault("flat", record["plain"])
             pretrained.append(record)
             for method in args.methods:
-                steps = run_sequence(bases["flat" if method == "cnf" else "plain"], data, method, seed, args.epochs)
+                base = bases["flat" if parse_method(method)[0] == "cnf" else "plain"]
+                steps = run_sequence(base, data, method, seed, args.epochs)
                 runs.append({"dataset": dataset, "seed": seed, "method": method, "steps": steps})
                 bar.update()
                 tqdm.write(f"{dataset:>15} seed {seed} {method:>14}: " + "; ".join(

@@ -108,8 +108,9 @@ def continual(res: dict[str, Any]) -> list[Block]:
                           "trainable %", "seconds"], rows,
                          [None, None, None, "high", None, "high", "high", None, "low", "low"])]
         methods = entry["methods"]
-        if {"cnf", "finetune", "pecl"} <= set(methods):
-            last = {m: methods[m][-1] for m in ("cnf", "finetune", "pecl")}
+        compared = [m for m in methods if m.split(":")[0] in ("cnf", "finetune", "pecl")]
+        if {m.split(":")[0] for m in compared} == {"cnf", "finetune", "pecl"}:
+            last = {m: methods[m][-1] for m in compared}
             blocks.append(Key(f"{dataset}, after the last addition: " + "; ".join(
                 f"{m} new {v['new_auc']['mean']:.4f}, old Δ {v['mean_change']['mean']:+.4f}"
                 for m, v in last.items()) + "."))

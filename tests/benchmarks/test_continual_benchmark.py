@@ -14,21 +14,23 @@ def test_tiny_sequence_records_every_addition_and_renders(tmp_path):
     threads = torch.get_num_threads()
     try:
         summary = continual.main(["--datasets", "synthetic", "--rows", "3000", "--seeds", "0", "--epochs", "1",
-                                  "--methods", "prompt", "task_embedding", "cnf", "--out", str(tmp_path)])
+                                  "--methods", "prompt", "task_embedding", "cnf:fraction=0.05", "--out", str(tmp_path)])
     finally:
         torch.set_num_threads(threads)
     res = json.loads((tmp_path / "continual.json").read_text())
     entry = summary["synthetic"]
-    assert entry["tasks"] == ["task2", "task3", "task4"] and set(entry["methods"]) == {"prompt", "task_embedding",
-                                                                                       "cnf"}
+    assert entry["tasks"] == ["task2", "task3", "task4"]
+    assert set(entry["methods"]) == {"prompt", "task_embedding", "cnf:fraction=0.05"}
     for method, steps in entry["methods"].items():
         assert len(steps) == 3
         # frozen methods keep every older task bit-identical, cnf moves the backbone
-        assert all(s["old_identical"] == (method != "cnf") for s in steps), method
-        assert all(s["mean_change"]["mean"] == 0.0 for s in steps) or method == "cnf"
+        frozen = not method.startswith("cnf")
+        assert all(s["old_identical"] == frozen for s in steps), method
+        assert all(s["mean_change"]["mean"] == 0.0 for s in steps) or not frozen
         # after step k the model predicts the 2 pre-training tasks and k added ones
         assert [len(s["auc"]) for s in steps] == [3, 4, 5]
-    cnf = [r for r in res["runs"] if r["method"] == "cnf"][0]["steps"]
+    cnf = [r for r in res["runs"] if r["method"] == "cnf:fraction=0.05"][0]["steps"]
+    assert cnf[0]["trainable_share"] < 0.3  # the variant's option reached add_task
     assert cnf[1]["change"]["task2"] == cnf[1]["auc"]["task2"] - cnf[0]["auc"]["task2"]
     blocks = sections.continual(res)
     table = [b for b in blocks if isinstance(b, Table)][0]
