@@ -22,6 +22,7 @@ TITLES = {"multitask": "Multi-task models: per-task test AUC", "new_task": "Addi
           "batch_predict": "Batch scoring on Ray Data"}
 CHART_ALT = {"multitask": "per-task AUC by model and dataset",
              "new_task": "new-task AUC vs trainable share and vs wall time, one point per method",
+             "continual": "new-task AUC and the older tasks' AUC change after each addition, one line per method",
              "inference": "INT8 size, speed and AUC against the other precisions",
              "scaling": "training throughput vs workers",
              "batch_predict": "batch-scoring throughput vs workers"}

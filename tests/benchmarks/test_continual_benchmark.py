@@ -8,6 +8,9 @@ import torch
 
 from benchmarks import charts, continual, sections
 from benchmarks.document import Table, to_markdown
+from benchmarks.report import write_report
+from benchmarks.schema import check
+from benchmarks.suite import PROFILES, SCHEMA_VERSION
 
 
 def test_tiny_sequence_records_every_addition_and_renders(tmp_path):
@@ -37,3 +40,16 @@ def test_tiny_sequence_records_every_addition_and_renders(tmp_path):
     assert len(table.rows) == 9 and "new AUC" in to_markdown([table])
     fig = charts.continual(res)
     assert fig is not None and len(fig.axes) == 2
+    environment = res.pop("environment")
+    bench = {"status": "done", "module": "benchmarks.continual", "argv": [], "config_hash": "0123456789abcdef", "seeds": [0],
+             "seconds": 1.0, "returncode": 0, "finished": "x", "load_average": [0.0, 0.0],
+             "environment": environment, "results": res}
+    results = {"schema_version": SCHEMA_VERSION,
+               "suite": {"profile": "quick", "profile_description": PROFILES["quick"], "created": "x",
+                         "finished": "x", "wall_seconds": 1.0, "attempts": 1},
+               "environment": environment, "benchmarks": {"continual": bench}}
+    check(results)
+    (tmp_path / "report").mkdir()
+    md, _ = write_report(tmp_path / "report", results)
+    text = md.read_text()
+    assert "](charts/continual.png)" in text and "synthetic: adding task2, task3, task4" in text
