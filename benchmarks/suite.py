@@ -81,7 +81,7 @@ SUITE = [
         "quick": ["--datasets", "adult", "--seeds", "0", "1", "--epochs", "2", "--backbones"],
         "full": ["--datasets", "adult", "movielens-100k", "--seeds", "0", "1", "2"]}),
     Benchmark("continual", "benchmarks.continual", "Sequences of task additions", {
-        "quick": ["--datasets", "synthetic", "--rows", "20000", "--seeds", "0", "--epochs", "2"],
+        "quick": ["--datasets", "synthetic", "--rows", "12000", "--seeds", "0", "--epochs", "2"],
         "full": ["--datasets", "synthetic", "adult", "movielens-100k", "--seeds", "0", "1", "2"]}),
     Benchmark("throughput", "benchmarks.throughput", "Training throughput", {
         "quick": ["--batch-sizes", "256", "2048", "--steps", "10", "--rounds", "2", "--variants", "fp32", "bf16"],
