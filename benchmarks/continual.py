@@ -35,7 +35,7 @@ from benchmarks.common import fmt, mean_std, write_results
 
 METHODS = ["prompt", "tower", "task_embedding", "finetune", "child_tuning", "pecl", "cnf", "joint"]
 DATASETS = ["synthetic", "adult", "movielens-100k"]
-FLATNESS = {"rho": 0.05, "adaptive": True}
+FLATNESS = {"rho": 0.05, "adaptive": False}
 SYNTHETIC = {"tables": 6, "cardinality": 500, "tasks": 2, "multi_valued": 1, "dense": 2, "new_tasks": 3,
              "hidden_tables": 2, "hidden_tasks": 1, "hidden_weight": 0.8}
 SMALL_SYNTHETIC_MPTREC = {"model.encoder.expert_hidden": [128, 64], "model.encoder.tower_hidden": [32],

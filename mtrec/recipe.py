@@ -22,10 +22,12 @@ class FlatnessConfig:
     gradient g at the weights w, moves them to w + e with e = rho * g / ||g|| (adaptive, ASAM: e = rho * T^2 g /
     ||T g|| with T = |w| + eta, so the radius is relative to each weight's size), and descends with the gradient
     there; the embedding tables keep their fused optimizer, updated once per step. `every` k > 1 makes only every
-    k-th step sharpness-aware (the others are plain steps), to trade flatness against time."""
+    k-th step sharpness-aware (the others are plain steps), to trade flatness against time. Plain SAM is the
+    default: on Adult (seed 0) cnf after SAM pre-training kept the old tasks closer than after ASAM (income -0.0034
+    against -0.0096 at the same cnf_lambda and a new-task AUC 0.8680 against 0.8696)."""
 
     rho: float = 0.05
-    adaptive: bool = True
+    adaptive: bool = False
     eta: float = 0.01
     every: int = 1
 

@@ -86,7 +86,7 @@ def old_importance(network: nn.Module, params: dict[str, nn.Parameter], stored: 
 
 def cnf(network: nn.Module, head: TaskHead, train: EncodedFrame, valid: EncodedFrame | None, cfg: FitConfig,
         stored: dict[str, torch.Tensor], fraction: float = 1.0, cnf_lambda: float = 0.01, rho: float = 0.05,
-        adaptive: bool = True, probe_batches: int | None = 20, fisher_batches: int | None = None,
+        adaptive: bool = False, probe_batches: int | None = 20, fisher_batches: int | None = None,
         progress: bool = False) -> tuple[FitResult, int, dict[str, torch.Tensor], dict[str, int]]:
     """C&F: train the head and the selected backbone elements sharpness-aware under the importance penalty.
     Returns the fit, the trainable count, the statistics to keep for the next addition and the sources' sizes."""
