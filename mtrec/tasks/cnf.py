@@ -11,10 +11,10 @@
 - Constrain: the `fraction` of backbone elements with the highest new-task Fisher per unit of old-task
   importance, F_new / (I_old + 1), train (GradientMasks, as pecl), with the penalty
   `cnf_lambda * sum_i I_old_i (theta_i - theta*_i)^2`. Defaults: every element (fraction 1.0) under
-  cnf_lambda 0.01. On Adult (seed 0, 5 epochs, education) that gave new-task AUC 0.8696 with the old tasks
-  -0.0096 / -0.0032, against finetune 0.8707 / -0.085 / -0.064 and pecl at the same setting 0.8653 / -0.0004;
-  cnf_lambda 0.001: 0.8711 / -0.031 / -0.026 (pecl 0.8687 / -0.012 / -0.006); 0.1: 0.8668 / -0.0011 / -0.0006;
-  fraction 0.05 with lambda 1 (pecl's defaults) pins the old tasks (|change| < 1e-4) at 0.856.
+  cnf_lambda 0.01. On Adult (education, 3 seeds, 5 epochs, SAM pre-training) that gave new-task AUC 0.8676 with
+  the old tasks' AUC -0.0028 on average, against pecl with a weak Fisher penalty (fraction 1, ewc_lambda 0.001)
+  0.8681 / -0.0082 and finetune 0.8710 / -0.0824; cnf_lambda 0.001: 0.8712 / -0.0223. Fraction 0.05 with
+  lambda 1 (pecl's defaults) pins the old tasks (|change| < 1e-4) at 0.856 (benchmarks/continual.py; README).
 - Afterwards the model keeps I_old + I_new (the new task's statistics from the fit, normalized to mean 1) for the
   next addition.
 """
