@@ -1,11 +1,16 @@
 """Training throughput: mtrec's mptrec against a plain-PyTorch MPT-Rec, alternated in one run on the same data.
 
-The baseline is written here the way the reference implementation is: one `nn.Embedding` per feature, one
-expert module per task and a Python loop over tasks, dense Adam on everything (tables included). mtrec trains
-the same architecture with FBGEMM fused embedding tables (Adagrad in backward), batched experts/towers and
-the options listed in VARIANTS. Both see identical batches; rounds alternate so machine noise hits both.
+Two workloads. `adult`: the baseline is written the way the reference implementation is: one `nn.Embedding` per
+feature, one expert module per task and a Python loop over tasks, dense Adam on everything (tables included).
+`bigtable`: the same architecture on a synthetic Criteo-shaped workload (benchmarks/bigtables.py: 26 tables of
+100k-1M rows, dims 16-64, multi-hot bags, 13 dense), the plain side with one `nn.EmbeddingBag` per feature under
+dense Adam (`plain`) and under torch's SparseAdam with fused dense Adam (`plain_sparse`, the stronger baseline).
+mtrec trains the same architecture with FBGEMM fused embedding tables (Adagrad in backward), batched
+experts/towers and the options listed in VARIANTS. Both see identical batches; rounds alternate so machine noise
+hits both.
 
-python -m benchmarks.throughput [--batch-sizes 256 1024 2048] [--steps 60] [--rounds 3] [--out reports/bench]
+python -m benchmarks.throughput [--workloads adult bigtable] [--batch-sizes 256 1024 2048]
+    [--big-batch-sizes 512 2048 8192] [--steps 60] [--max-seconds 4] [--rounds 3] [--out reports/bench]
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import mtrec
+from benchmarks.bigtables import TASKS, Feature, PlainBags, criteo_features, make_batches, mtrec_network
 from benchmarks.common import write_results
 from mtrec.data.vocab import Vocabularies
 from mtrec.train.fused import fuse_embeddings, fused_parameter_ids
@@ -46,14 +52,27 @@ def _mlp(widths: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class PlainMPTRec(nn.Module):
-    """MPT-Rec in plain PyTorch: per-feature nn.Embedding, per-task modules, Python loops (the reference style)."""
+class PlainEmbeddings(nn.Module):
+    """One nn.Embedding per categorical column, concatenated (the reference implementation's input layer)."""
 
-    def __init__(self, cardinalities: list[int], num_tasks: int, dim: int = 4, experts: tuple[int, ...] = (256, 128),
+    def __init__(self, cardinalities: list[int], dim: int = 4) -> None:
+        super().__init__()
+        self.tables = nn.ModuleList(nn.Embedding(c, dim) for c in cardinalities)
+        self.output_dim = dim * len(cardinalities)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return torch.cat([emb(ids[:, i]) for i, emb in enumerate(self.tables)], dim=1)
+
+
+class PlainMPTRec(nn.Module):
+    """MPT-Rec in plain PyTorch over an input layer `embed` (a module with `output_dim`): per-task modules and
+    Python loops over tasks (the reference style)."""
+
+    def __init__(self, embed: nn.Module, num_tasks: int, experts: tuple[int, ...] = (256, 128),
                  towers: tuple[int, ...] = (64, 32), gen_coe: float = 0.1, env_coe: float = 0.1) -> None:
         super().__init__()
-        self.embeddings = nn.ModuleList(nn.Embedding(c, dim) for c in cardinalities)
-        in_dim = dim * len(cardinalities)
+        self.embed = embed
+        in_dim = embed.output_dim
         d = experts[-1]
         self.num_tasks, self.gen_coe, self.env_coe = num_tasks, gen_coe, env_coe
         self.shared = _mlp([in_dim, *experts])
@@ -63,8 +82,8 @@ class PlainMPTRec(nn.Module):
         self.towers = nn.ModuleList(nn.Sequential(_mlp([d, *towers]), nn.Linear(towers[-1], 1)) for _ in range(num_tasks))
         self.classifier = nn.Sequential(nn.Linear(d, 64), nn.ReLU(), nn.Linear(64, num_tasks))
 
-    def forward(self, ids: torch.Tensor, labels: torch.Tensor, progress: float) -> torch.Tensor:
-        x = torch.cat([emb(ids[:, i]) for i, emb in enumerate(self.embeddings)], dim=1)
+    def forward(self, inputs: Any, labels: torch.Tensor, progress: float) -> torch.Tensor:
+        x = self.embed(inputs)
         s = self.shared(x)
         alpha = 2.0 / (1.0 + math.exp(-10.0 * progress)) - 1.0
         loss = x.new_zeros(())
@@ -82,6 +101,7 @@ class PlainMPTRec(nn.Module):
 
 VARIANTS = {"fp32": {}, "bf16": {"autocast_bf16": True}, "compile": {"compile": True},
             "compile+bf16": {"compile": True, "autocast_bf16": True}}
+WARMUP_STEPS = 3
 
 
 class _PlainBatch(tuple):
@@ -91,23 +111,69 @@ class _PlainBatch(tuple):
         return int(self[0].shape[0])
 
 
-def _timed(step: Callable[[Any], None], batches: list, steps: int) -> float:
-    """Examples per second over `steps` steps (after 3 warm-up steps)."""
-    for b in batches[:3]:
+def _timed(step: Callable[[Any], None], batches: list, steps: int, max_seconds: float | None = None) -> float:
+    """Examples per second over `steps` steps (after the warm-up steps), stopping early after `max_seconds`
+    (at least 2 timed steps), so a slow baseline costs bounded time."""
+    for b in batches[:WARMUP_STEPS]:
         step(b)
     start = time.perf_counter()
     n = 0
     for i in range(steps):
-        b = batches[(i + 3) % len(batches)]
+        b = batches[(i + WARMUP_STEPS) % len(batches)]
         step(b)
         n += len(b)
+        if max_seconds is not None and i >= 1 and time.perf_counter() - start > max_seconds:
+            break
     return n / (time.perf_counter() - start)
+
+
+def _alternate(steps: dict[str, tuple[Callable[[Any], None], list]], rounds: int, count: int,
+               max_seconds: float | None) -> dict[str, list[float]]:
+    """Each named (step, batches) timed once per round, in turn, `rounds` times: examples/s samples per name."""
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, (step, batches) in steps.items():
+            samples[name].append(_timed(step, batches, count, max_seconds))
+    return samples
+
+
+def _summary(batch_size: int, samples: dict[str, list[float]], variants: list[str],
+             baselines: list[str]) -> dict[str, Any]:
+    """Medians and each mtrec variant's ratio to each baseline (ratio_to_<baseline>)."""
+    medians = {k: float(np.median(v)) for k, v in samples.items()}
+    out: dict[str, Any] = {"batch_size": batch_size, "examples_per_second": medians, "samples": samples}
+    for base in baselines:
+        out[f"ratio_to_{base}"] = {k: medians[k] / medians[base] for k in variants}
+    return out
+
+
+def _mtrec_steps(network: nn.Module, variants: list[str]) -> dict[str, Callable[[Any], Any]]:
+    """mtrec's training step per variant on `network` (tables fused, Adagrad in backward; dense fused Adam)."""
+    fuse_embeddings(network, "adagrad", 0.05)
+    skip = fused_parameter_ids(network)
+    dense_opt = dense_adam([p for p in network.parameters() if p.requires_grad and id(p) not in skip], lr=1e-3)
+    network.train()
+    return {name: make_step(network, dense_opt, progress=lambda: 0.5, **VARIANTS[name]) for name in variants}
+
+
+def _plain_step(model: nn.Module, optimizers: list[torch.optim.Optimizer]) -> Callable[[Any], None]:
+    """A plain training step: loss, zero_grad, backward, every optimizer's step."""
+
+    def step(inp: Any) -> None:
+        loss = model(inp[0], inp[1], 0.5) if isinstance(inp, tuple) else model(inp, inp.labels, 0.5)
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        for opt in optimizers:
+            opt.step()
+
+    return step
 
 
 def measure(batch_size: int, steps: int, rounds: int, data: Any,
             variants: list[str] | None = None) -> dict[str, Any]:
-    """Alternate baseline and each mtrec variant (default: all) `rounds` times at one batch size; median examples/s."""
-    chosen = {name: VARIANTS[name] for name in (variants or VARIANTS)}
+    """Adult: alternate the plain MPT-Rec and each mtrec variant (default: all) `rounds` times at one batch size."""
+    chosen = list(variants or VARIANTS)
     model = mtrec.build_model("mptrec", schema=data.schema, tasks=data.tasks, dataset="adult")
     vocabs = Vocabularies.fit(data.train, model.schema)
     model.build_network(vocabs, seed=0)
@@ -115,58 +181,38 @@ def measure(batch_size: int, steps: int, rounds: int, data: Any,
     batches = list(encoded.batches(batch_size, shuffle=True, seed=0, drop_last=True))
     plain_inputs = [_PlainBatch((torch.stack([b.sparse[k].values() for k in model.schema.sparse], dim=1), b.labels))
                     for b in batches]
-
     torch.manual_seed(0)
-    plain = PlainMPTRec([vocabs.num_embeddings(f) for f in model.schema.sparse], len(data.tasks))
-    plain_opt = torch.optim.Adam(plain.parameters(), lr=1e-3)
-
-    def plain_step(inp: tuple[torch.Tensor, torch.Tensor]) -> None:
-        loss = plain(inp[0], inp[1], 0.5)
-        plain_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        plain_opt.step()
-
-    network = model.require_network()
-    fuse_embeddings(network, "adagrad", 0.05)
-    skip = fused_parameter_ids(network)
-    dense_opt = dense_adam([p for p in network.parameters() if p.requires_grad and id(p) not in skip], lr=1e-3)
-    mtrec_steps = {name: make_step(network, dense_opt, progress=lambda: 0.5, **opts) for name, opts in chosen.items()}
-    warmup = {}
-    for name, step in mtrec_steps.items():
-        start = time.perf_counter()
-        for b in batches[:3]:
-            step(b)
-        warmup[name] = time.perf_counter() - start
-
-    samples: dict[str, list[float]] = {"plain": [], **{name: [] for name in chosen}}
-    for _ in range(rounds):
-        samples["plain"].append(_timed(plain_step, plain_inputs, steps))
-        for name, step in mtrec_steps.items():
-            samples[name].append(_timed(lambda b, s=step: s(b), batches, steps))
-    medians = {k: float(np.median(v)) for k, v in samples.items()}
-    return {"batch_size": batch_size, "examples_per_second": medians, "samples": samples, "warmup_seconds": warmup,
-            "ratio_to_plain": {k: medians[k] / medians["plain"] for k in chosen}}
+    plain = PlainMPTRec(PlainEmbeddings([vocabs.num_embeddings(f) for f in model.schema.sparse]), len(data.tasks))
+    runs: dict[str, tuple[Callable[[Any], Any], list]] = {
+        "plain": (_plain_step(plain, [torch.optim.Adam(plain.parameters(), lr=1e-3)]), plain_inputs)}
+    runs.update({name: (step, batches) for name, step in _mtrec_steps(model.require_network(), chosen).items()})
+    return _summary(batch_size, _alternate(runs, rounds, steps, None), chosen, ["plain"])
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Measure every batch size and write throughput.json / throughput.md."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.throughput")
-    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[256, 1024, 2048])
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
-                        help="mtrec variants to measure (default: all)")
-    parser.add_argument("--out", default="reports/bench")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    data = mtrec.datasets.load("adult")
-    variants = args.variants
-    results = [measure(bs, args.steps, args.rounds, data, variants) for bs in args.batch_sizes]
+def measure_bigtable(batch_size: int, steps: int, rounds: int, features: list[Feature], variants: list[str],
+                     max_seconds: float) -> dict[str, Any]:
+    """Big tables: plain (dense Adam), plain_sparse (SparseAdam tables + fused dense Adam) and mtrec variants,
+    alternated `rounds` times on identical batches; each timing stops after `max_seconds`."""
+    batches, plain_batches = make_batches(features, batch_size, count=WARMUP_STEPS + 4, seed=batch_size)
+    torch.manual_seed(0)
+    plain = PlainMPTRec(PlainBags(features, sparse=False), len(TASKS))
+    sparse = PlainMPTRec(PlainBags(features, sparse=True), len(TASKS))
+    table_params = list(sparse.embed.bags.parameters())
+    dense_params = [p for n, p in sparse.named_parameters() if not n.startswith("embed.bags.")]
+    runs: dict[str, tuple[Callable[[Any], Any], list]] = {
+        "plain": (_plain_step(plain, [torch.optim.Adam(plain.parameters(), lr=1e-3)]), plain_batches),
+        "plain_sparse": (_plain_step(sparse, [torch.optim.SparseAdam(table_params, lr=1e-3),
+                                              dense_adam(dense_params, lr=1e-3)]), plain_batches)}
+    torch.manual_seed(0)
+    network = mtrec_network(features)
+    runs.update({name: (step, batches) for name, step in _mtrec_steps(network, variants).items()})
+    samples = _alternate(runs, rounds, steps, max_seconds)
+    return _summary(batch_size, samples, variants, ["plain", "plain_sparse"])
+
+
+def _adult_markdown(results: list[dict[str, Any]], variants: list[str]) -> list[str]:
     plain_256 = next((r["examples_per_second"]["plain"] for r in results if r["batch_size"] == 256), None)
-    lines = ["# Training throughput: mtrec mptrec vs plain PyTorch (adult, examples/s, median of rounds)", "",
-             f"{args.threads} threads, {args.steps} steps per measurement, {args.rounds} alternating rounds.", "",
-             "| batch | plain PyTorch | " + " | ".join(f"mtrec {v}" for v in variants) + " | " +
+    lines = ["| batch | plain PyTorch | " + " | ".join(f"mtrec {v}" for v in variants) + " | " +
              " | ".join(f"{v} / plain" for v in variants) + (" | best / plain@256 |" if plain_256 else " |"),
              "|---|---|" + "---|" * (2 * len(variants) + (1 if plain_256 else 0))]
     for r in results:
@@ -175,11 +221,67 @@ def main(argv: list[str] | None = None) -> dict:
         lines.append(f"| {r['batch_size']} | {eps['plain']:,.0f} | " + " | ".join(f"{eps[v]:,.0f}" for v in variants) +
                      " | " + " | ".join(f"{r['ratio_to_plain'][v]:.2f}x" for v in variants) +
                      (f" | {best / plain_256:.2f}x |" if plain_256 else " |"))
+    return lines
+
+
+def _bigtable_markdown(results: list[dict[str, Any]], variants: list[str]) -> list[str]:
+    lines = ["| batch | plain (dense Adam) | plain SparseAdam | " + " | ".join(f"mtrec {v}" for v in variants) +
+             " | best / plain | best / plain SparseAdam |", "|---|---|---|" + "---|" * (len(variants) + 2)]
+    for r in results:
+        eps = r["examples_per_second"]
+        best = max(variants, key=lambda v: eps[v])
+        lines.append(f"| {r['batch_size']} | {eps['plain']:,.0f} | {eps['plain_sparse']:,.0f} | " +
+                     " | ".join(f"{eps[v]:,.0f}" for v in variants) +
+                     f" | {r['ratio_to_plain'][best]:.2f}x | {r['ratio_to_plain_sparse'][best]:.2f}x |")
+    return lines
+
+
+def table_summary(features: list[Feature]) -> dict[str, Any]:
+    """The workload's shape: features, table rows, dims, multi-hot features and table bytes (fp32)."""
+    return {"features": [{"name": f.name, "rows": f.rows, "dim": f.dim, "multi_hot": f.multi_hot} for f in features],
+            "table_parameters": sum(f.rows * f.dim for f in features),
+            "table_mib": sum(f.rows * f.dim for f in features) * 4 / 2 ** 20}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Measure every workload and batch size and write throughput.json / throughput.md."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.throughput")
+    parser.add_argument("--workloads", nargs="+", default=["adult", "bigtable"], choices=["adult", "bigtable"])
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[256, 1024, 2048])
+    parser.add_argument("--big-batch-sizes", nargs="+", type=int, default=[512, 2048, 8192])
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--max-seconds", type=float, default=4.0,
+                        help="bigtable: stop a timing after this many seconds (the dense-Adam baseline is slow)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+                        help="mtrec variants to measure on adult (default: all)")
+    parser.add_argument("--big-variants", nargs="+", default=["fp32", "bf16"], choices=list(VARIANTS),
+                        help="mtrec variants to measure on bigtable")
+    parser.add_argument("--table-scale", type=float, default=1.0, help="bigtable: multiply every table's rows")
+    parser.add_argument("--out", default="reports/bench")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out: dict[str, Any] = {"threads": args.threads, "steps": args.steps, "rounds": args.rounds,
+                           "variants": args.variants, "results": []}
+    lines = [f"# Training throughput: mtrec mptrec vs plain PyTorch (examples/s, median of rounds)", "",
+             f"{args.threads} threads, {args.steps} steps per measurement, {args.rounds} alternating rounds.", ""]
+    if "adult" in args.workloads:
+        data = mtrec.datasets.load("adult")
+        out["results"] = [measure(bs, args.steps, args.rounds, data, args.variants) for bs in args.batch_sizes]
+        lines += ["## adult", "", *_adult_markdown(out["results"], args.variants), ""]
+    if "bigtable" in args.workloads:
+        features = criteo_features(args.table_scale)
+        big = [measure_bigtable(bs, args.steps, args.rounds, features, args.big_variants, args.max_seconds)
+               for bs in args.big_batch_sizes]
+        shape = table_summary(features)
+        out["bigtable"] = {**shape, "variants": args.big_variants, "max_seconds": args.max_seconds, "results": big}
+        lines += [f"## bigtable (26 tables, {shape['table_parameters']:,} table parameters, "
+                  f"{shape['table_mib']:,.0f} MiB fp32)", "", *_bigtable_markdown(big, args.big_variants), ""]
     markdown = "\n".join(lines) + "\n"
-    write_results(args.out, "throughput", {"results": results, "threads": args.threads, "steps": args.steps,
-                                           "rounds": args.rounds, "variants": variants}, markdown)
+    write_results(args.out, "throughput", out, markdown)
     print(markdown)
-    return {"results": results}
+    return out
 
 
 if __name__ == "__main__":
