@@ -18,15 +18,18 @@ DATASETS = ["adult", "movielens-100k"]
 RECIPE_NAME = {"adult": "adult", "movielens-100k": "movielens"}
 
 
-def run_one(data: mtrec.datasets.Dataset, dataset: str, model_name: str, seed: int, epochs: int | None) -> dict:
+def run_one(data: mtrec.datasets.Dataset, dataset: str, model_name: str, seed: int, epochs: int | None,
+            max_steps: int | None = None) -> dict:
     """Train one (model, dataset, seed) and return its test metrics, parameter count and seconds."""
     model = mtrec.build_model(model_name, schema=data.schema, tasks=data.tasks, dataset=RECIPE_NAME[dataset])
     start = time.perf_counter()
-    result = mtrec.train(model, data.train, valid=data.valid, seed=seed, epochs=epochs, progress=False)
+    result = mtrec.train(model, data.train, valid=data.valid, seed=seed, epochs=epochs, max_steps=max_steps,
+                         progress=False)
     seconds = time.perf_counter() - start
     test = mtrec.evaluate(model, data.test)
     return {"model": model_name, "dataset": dataset, "seed": seed, "test": test, "parameters": model.num_parameters(),
-            "seconds": seconds, "best_epoch": result.best_epoch, "examples_per_second": result.examples_per_second}
+            "seconds": seconds, "best_epoch": result.best_epoch, "steps": result.steps,
+            "examples_per_second": result.examples_per_second}
 
 
 def summarize(runs: list[dict], datasets: list[str], models: list[str]) -> tuple[dict, str]:
@@ -62,19 +65,22 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--models", nargs="+", default=MODELS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, help="cap epochs (default: the recipe's, with early stopping)")
+    parser.add_argument("--max-steps", type=int, help="cap optimizer steps per model (the same budget of updates "
+                        "whatever a recipe's batch size; early stopping still applies)")
     parser.add_argument("--out", default="reports/bench")
     args = parser.parse_args(argv)
     runs = []
     grid = [(d, m, s) for d in args.datasets for m in args.models for s in args.seeds]
     loaded = {d: mtrec.datasets.load(d) for d in args.datasets}
     for dataset, model_name, seed in tqdm(grid, desc="multitask", unit="run"):
-        run = run_one(loaded[dataset], dataset, model_name, seed, args.epochs)
+        run = run_one(loaded[dataset], dataset, model_name, seed, args.epochs, args.max_steps)
         runs.append(run)
         tqdm.write(f"{dataset:>15} {model_name:>13} seed {seed}: " +
                    ", ".join(f"{t} {m['auc']:.4f}" for t, m in run["test"].items()) + f" ({run['seconds']:.1f} s)")
     summary, markdown = summarize(runs, args.datasets, args.models)
     json_path, md_path = write_results(args.out, "multitask", {"runs": runs, "summary": summary,
-                                                               "seeds": args.seeds, "epochs": args.epochs}, markdown)
+                                                               "seeds": args.seeds, "epochs": args.epochs,
+                                                               "max_steps": args.max_steps}, markdown)
     print(markdown)
     print(f"wrote {json_path} and {md_path}")
     return summary

@@ -17,7 +17,7 @@ from benchmarks.document import Block, Bullets, Heading, Image, Key, Para, Table
 from benchmarks.sections import SECTIONS, generic, multitask_table
 
 TITLES = {"multitask": "Multi-task models: per-task test AUC", "new_task": "Adding a task: methods compared",
-          "throughput": "Training throughput", "inference": "Inference precisions (INT8 and friends)",
+          "throughput": "Training throughput", "time_to_quality": "Time to quality (adult)", "inference": "Inference precisions (INT8 and friends)",
           "scaling": "Distributed scaling", "serve_load": "Serving under load",
           "batch_predict": "Batch scoring on Ray Data"}
 CHART_ALT = {"multitask": "per-task AUC by model and dataset",

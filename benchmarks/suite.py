@@ -75,7 +75,7 @@ def _until_flag(args: list[str]) -> list[str]:
 
 SUITE = [
     Benchmark("multitask", "benchmarks.multitask", "Multi-task models", {
-        "quick": ["--datasets", "adult", "movielens-100k", "--seeds", "0", "1", "--epochs", "1"],
+        "quick": ["--datasets", "adult", "movielens-100k", "--seeds", "0", "1", "--max-steps", "120"],
         "full": ["--datasets", "adult", "movielens-100k", "--seeds", "0", "1", "2"]}),
     Benchmark("new_task", "benchmarks.new_task", "Adding a task", {
         "quick": ["--datasets", "adult", "--seeds", "0", "1", "--epochs", "2", "--backbones"],
@@ -84,8 +84,13 @@ SUITE = [
         "quick": ["--datasets", "synthetic", "--rows", "12000", "--seeds", "0", "--epochs", "2"],
         "full": ["--datasets", "synthetic", "adult", "movielens-100k", "--seeds", "0", "1", "2"]}),
     Benchmark("throughput", "benchmarks.throughput", "Training throughput", {
-        "quick": ["--batch-sizes", "256", "2048", "--steps", "10", "--rounds", "2", "--variants", "fp32", "bf16"],
-        "full": ["--batch-sizes", "256", "1024", "2048", "--steps", "60", "--rounds", "3"]}),
+        "quick": ["--batch-sizes", "256", "2048", "--steps", "10", "--rounds", "2", "--variants", "fp32", "bf16",
+                  "--big-batch-sizes", "512", "8192", "--max-seconds", "2"],
+        "full": ["--batch-sizes", "256", "1024", "2048", "--steps", "60", "--rounds", "3",
+                 "--big-batch-sizes", "512", "2048", "8192", "--max-seconds", "4"]}),
+    Benchmark("time_to_quality", "benchmarks.time_to_quality", "Time to quality", {
+        "quick": ["--seeds", "0", "--plain-epochs", "10", "--mtrec-epochs", "5"],
+        "full": ["--seeds", "0", "1", "2", "--plain-epochs", "10"]}),
     Benchmark("inference", "benchmarks.inference", "Inference precisions", {
         "quick": ["--epochs", "1", "--seed", "0", "--calls", "20", "--batch-sizes", "1", "512"],
         "full": ["--epochs", "3", "--seed", "0", "--calls", "200", "--batch-sizes", "1", "64", "512"]}),

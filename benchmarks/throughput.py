@@ -28,8 +28,11 @@ from torch import nn
 import mtrec
 from benchmarks.bigtables import TASKS, Feature, PlainBags, criteo_features, make_batches, mtrec_network
 from benchmarks.common import write_results
+from benchmarks.roofline import (copy_bandwidth, dense_flops, dense_step, embedding_bytes, gemm_shapes,
+                                 matmul_rates, roofline)
 from mtrec.data.vocab import Vocabularies
 from mtrec.train.fused import fuse_embeddings, fused_parameter_ids
+from mtrec.train.execution import cpu_flags
 from mtrec.train.loop import make_step
 from mtrec.train.optim import dense_adam
 
@@ -82,15 +85,25 @@ class PlainMPTRec(nn.Module):
         self.towers = nn.ModuleList(nn.Sequential(_mlp([d, *towers]), nn.Linear(towers[-1], 1)) for _ in range(num_tasks))
         self.classifier = nn.Sequential(nn.Linear(d, 64), nn.ReLU(), nn.Linear(64, num_tasks))
 
+    def _mix(self, x: torch.Tensor, s: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Task t's gate [B, 2] and gated mix of its prompted representation with s."""
+        r = self.task_experts[t](x) * self.prompts.weight[t]
+        g = torch.softmax(self.gates[t](x), dim=1)
+        return g, g[:, :1] * r + g[:, 1:] * s
+
+    def logits(self, inputs: Any) -> torch.Tensor:
+        """Per-task logits [B, T] (what evaluation reads)."""
+        x = self.embed(inputs)
+        s = self.shared(x)
+        return torch.cat([self.towers[t](self._mix(x, s, t)[1]) for t in range(self.num_tasks)], dim=1)
+
     def forward(self, inputs: Any, labels: torch.Tensor, progress: float) -> torch.Tensor:
         x = self.embed(inputs)
         s = self.shared(x)
         alpha = 2.0 / (1.0 + math.exp(-10.0 * progress)) - 1.0
         loss = x.new_zeros(())
         for t in range(self.num_tasks):
-            r = self.task_experts[t](x) * self.prompts.weight[t]
-            g = torch.softmax(self.gates[t](x), dim=1)
-            mixed = g[:, :1] * r + g[:, 1:] * s
+            g, mixed = self._mix(x, s, t)
             y = labels[:, t]
             loss = loss + F.binary_cross_entropy_with_logits(self.towers[t](mixed).squeeze(1), y)
             loss = loss + self.gen_coe * F.binary_cross_entropy_with_logits(self.towers[t](s).squeeze(1), y)
@@ -109,6 +122,11 @@ class _PlainBatch(tuple):
 
     def __len__(self) -> int:
         return int(self[0].shape[0])
+
+
+def plain_batch(batch: Any, features: list[str]) -> _PlainBatch:
+    """An mtrec Batch of single-valued features as the plain model's (ids [B, F], labels [B, T])."""
+    return _PlainBatch((torch.stack([batch.sparse[k].values() for k in features], dim=1), batch.labels))
 
 
 def _timed(step: Callable[[Any], None], batches: list, steps: int, max_seconds: float | None = None) -> float:
@@ -147,13 +165,15 @@ def _summary(batch_size: int, samples: dict[str, list[float]], variants: list[st
     return out
 
 
-def _mtrec_steps(network: nn.Module, variants: list[str]) -> dict[str, Callable[[Any], Any]]:
-    """mtrec's training step per variant on `network` (tables fused, Adagrad in backward; dense fused Adam)."""
+def _mtrec_steps(network: nn.Module, variants: list[str]) -> tuple[dict[str, Callable[[Any], Any]],
+                                                                   torch.optim.Optimizer]:
+    """mtrec's training step per variant on `network` (tables fused, Adagrad in backward; dense fused Adam), and
+    the dense optimizer."""
     fuse_embeddings(network, "adagrad", 0.05)
     skip = fused_parameter_ids(network)
     dense_opt = dense_adam([p for p in network.parameters() if p.requires_grad and id(p) not in skip], lr=1e-3)
     network.train()
-    return {name: make_step(network, dense_opt, progress=lambda: 0.5, **VARIANTS[name]) for name in variants}
+    return {name: make_step(network, dense_opt, progress=lambda: 0.5, **VARIANTS[name]) for name in variants}, dense_opt
 
 
 def _plain_step(model: nn.Module, optimizers: list[torch.optim.Optimizer]) -> Callable[[Any], None]:
@@ -179,20 +199,20 @@ def measure(batch_size: int, steps: int, rounds: int, data: Any,
     model.build_network(vocabs, seed=0)
     encoded = model.encode(data.train)
     batches = list(encoded.batches(batch_size, shuffle=True, seed=0, drop_last=True))
-    plain_inputs = [_PlainBatch((torch.stack([b.sparse[k].values() for k in model.schema.sparse], dim=1), b.labels))
-                    for b in batches]
+    plain_inputs = [plain_batch(b, model.schema.sparse) for b in batches]
     torch.manual_seed(0)
     plain = PlainMPTRec(PlainEmbeddings([vocabs.num_embeddings(f) for f in model.schema.sparse]), len(data.tasks))
     runs: dict[str, tuple[Callable[[Any], Any], list]] = {
         "plain": (_plain_step(plain, [torch.optim.Adam(plain.parameters(), lr=1e-3)]), plain_inputs)}
-    runs.update({name: (step, batches) for name, step in _mtrec_steps(model.require_network(), chosen).items()})
+    runs.update({name: (step, batches) for name, step in _mtrec_steps(model.require_network(), chosen)[0].items()})
     return _summary(batch_size, _alternate(runs, rounds, steps, None), chosen, ["plain"])
 
 
 def measure_bigtable(batch_size: int, steps: int, rounds: int, features: list[Feature], variants: list[str],
-                     max_seconds: float) -> dict[str, Any]:
+                     max_seconds: float, machine: dict[str, Any] | None = None) -> dict[str, Any]:
     """Big tables: plain (dense Adam), plain_sparse (SparseAdam tables + fused dense Adam) and mtrec variants,
-    alternated `rounds` times on identical batches; each timing stops after `max_seconds`."""
+    alternated `rounds` times on identical batches; each timing stops after `max_seconds`. With `machine` (matmul
+    rates, copy bandwidth) each variant's dense part alone is timed in the same rounds and its roofline added."""
     batches, plain_batches = make_batches(features, batch_size, count=WARMUP_STEPS + 4, seed=batch_size)
     torch.manual_seed(0)
     plain = PlainMPTRec(PlainBags(features, sparse=False), len(TASKS))
@@ -205,9 +225,37 @@ def measure_bigtable(batch_size: int, steps: int, rounds: int, features: list[Fe
                                               dense_adam(dense_params, lr=1e-3)]), plain_batches)}
     torch.manual_seed(0)
     network = mtrec_network(features)
-    runs.update({name: (step, batches) for name, step in _mtrec_steps(network, variants).items()})
+    mtrec_steps, dense_opt = _mtrec_steps(network, variants)
+    runs.update({name: (step, batches) for name, step in mtrec_steps.items()})
+    if machine is not None:
+        runs.update({f"dense {name}": (dense_step(network, dense_opt, bool(VARIANTS[name].get("autocast_bf16"))),
+                                       batches) for name in variants if not VARIANTS[name].get("compile")})
     samples = _alternate(runs, rounds, steps, max_seconds)
-    return _summary(batch_size, samples, variants, ["plain", "plain_sparse"])
+    dense_samples = {k.removeprefix("dense "): samples.pop(k) for k in list(samples) if k.startswith("dense ")}
+    out = _summary(batch_size, samples, variants, ["plain", "plain_sparse"])
+    if machine is not None:
+        out["roofline"] = _roofline(network, batches[0], features, machine, out["examples_per_second"],
+                                    {k: float(np.median(v)) for k, v in dense_samples.items()})
+    return out
+
+
+def _roofline(network: nn.Module, batch: Any, features: list[Feature], machine: dict[str, Any],
+              step_eps: dict[str, float], dense_eps: dict[str, float]) -> dict[str, Any]:
+    """FLOPs and bytes per example, and per variant achieved / bound of its dense and embedding parts."""
+    flops = dense_flops(network, batch)
+    moved = embedding_bytes(batch, {f.name: f.dim for f in features})
+    per_variant = {name: {"dense_examples_per_s": eps,
+                          **roofline(flops, moved, machine["matmul"]["bf16" if "bf16" in name else "fp32"],
+                                     machine["copy_bytes_per_s"], step_eps[name], eps)}
+                   for name, eps in dense_eps.items()}
+    return {"dense_flops_per_example": flops, "embedding_bytes_per_example": moved, "variants": per_variant}
+
+
+def machine_rates(batch_size: int, copy_mib: int = 256) -> dict[str, Any]:
+    """This machine's matmul FLOP/s (fp32, bf16, int8) at the bigtable model's GEMM shapes and copy bandwidth."""
+    shapes = gemm_shapes(mtrec_network(criteo_features(0.0)), batch_size)
+    return {"matmul": matmul_rates(shapes), "copy_bytes_per_s": copy_bandwidth(copy_mib), "gemm_batch": batch_size,
+            "cpu_flags": [f for f in ("avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni") if f in cpu_flags()]}
 
 
 def _adult_markdown(results: list[dict[str, Any]], variants: list[str]) -> list[str]:
@@ -236,6 +284,25 @@ def _bigtable_markdown(results: list[dict[str, Any]], variants: list[str]) -> li
     return lines
 
 
+def roofline_markdown(machine: dict[str, Any], results: list[dict[str, Any]]) -> list[str]:
+    """The machine's roofs, then per batch and variant: FLOPs and bytes per example and achieved / bound."""
+    rates = machine["matmul"]
+    lines = [f"Machine: matmul {rates['fp32'] / 1e9:,.0f} GFLOP/s fp32, {rates['bf16'] / 1e9:,.0f} bf16, "
+             f"{rates['int8'] / 1e9:,.0f} GOP/s int8 at the model's GEMM shapes (batch {machine['gemm_batch']}); "
+             f"copy {machine['copy_bytes_per_s'] / 1e9:,.1f} GB/s; flags {', '.join(machine['cpu_flags']) or '-'}.",
+             "", "| batch | variant | dense MFLOP/ex | embedding KB/ex | dense GFLOP/s | dense / matmul roof | "
+             "embedding GB/s | embedding / copy roof | step bound ex/s | step / bound |", "|---|---|" + "---|" * 8]
+    for r in results:
+        roof = r["roofline"]
+        for name, v in roof["variants"].items():
+            lines.append(f"| {r['batch_size']} | {name} | {roof['dense_flops_per_example'] / 1e6:.2f} | "
+                         f"{roof['embedding_bytes_per_example'] / 1e3:.1f} | {v['dense_flops_per_s'] / 1e9:,.1f} | "
+                         f"{100 * v['dense_of_bound']:.0f}% | {v['embedding_bytes_per_s'] / 1e9:,.2f} | "
+                         f"{100 * v['embedding_of_bound']:.0f}% | {v['step_bound_examples_per_s']:,.0f} | "
+                         f"{100 * v['step_of_bound']:.0f}% |")
+    return lines
+
+
 def table_summary(features: list[Feature]) -> dict[str, Any]:
     """The workload's shape: features, table rows, dims, multi-hot features and table bytes (fp32)."""
     return {"features": [{"name": f.name, "rows": f.rows, "dim": f.dim, "multi_hot": f.multi_hot} for f in features],
@@ -259,6 +326,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--big-variants", nargs="+", default=["fp32", "bf16"], choices=list(VARIANTS),
                         help="mtrec variants to measure on bigtable")
     parser.add_argument("--table-scale", type=float, default=1.0, help="bigtable: multiply every table's rows")
+    parser.add_argument("--no-roofline", dest="roofline", action="store_false",
+                        help="bigtable: skip the machine rates and the dense-part timings")
+    parser.add_argument("--copy-mib", type=int, default=256, help="roofline: size of the copied buffer")
     parser.add_argument("--out", default="reports/bench")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -272,12 +342,16 @@ def main(argv: list[str] | None = None) -> dict:
         lines += ["## adult", "", *_adult_markdown(out["results"], args.variants), ""]
     if "bigtable" in args.workloads:
         features = criteo_features(args.table_scale)
-        big = [measure_bigtable(bs, args.steps, args.rounds, features, args.big_variants, args.max_seconds)
+        machine = machine_rates(max(args.big_batch_sizes), args.copy_mib) if args.roofline else None
+        big = [measure_bigtable(bs, args.steps, args.rounds, features, args.big_variants, args.max_seconds, machine)
                for bs in args.big_batch_sizes]
         shape = table_summary(features)
-        out["bigtable"] = {**shape, "variants": args.big_variants, "max_seconds": args.max_seconds, "results": big}
+        out["bigtable"] = {**shape, "variants": args.big_variants, "max_seconds": args.max_seconds, "results": big,
+                           "machine": machine}
         lines += [f"## bigtable (26 tables, {shape['table_parameters']:,} table parameters, "
                   f"{shape['table_mib']:,.0f} MiB fp32)", "", *_bigtable_markdown(big, args.big_variants), ""]
+        if machine is not None:
+            lines += ["### roofline", "", *roofline_markdown(machine, big), ""]
     markdown = "\n".join(lines) + "\n"
     write_results(args.out, "throughput", out, markdown)
     print(markdown)

@@ -38,13 +38,17 @@ def cpu_has_bf16() -> bool:
 
 
 @lru_cache(maxsize=1)
-def cpu_bf16_flags() -> tuple[str, ...]:
-    """The CPU flags that give native bf16 (from /proc/cpuinfo; empty when unreadable or absent)."""
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty when unreadable)."""
     try:
-        flags = Path("/proc/cpuinfo").read_text().split()
+        return frozenset(Path("/proc/cpuinfo").read_text().split())
     except OSError:
-        return ()
-    return tuple(f for f in BF16_FLAGS if f in flags)
+        return frozenset()
+
+
+def cpu_bf16_flags() -> tuple[str, ...]:
+    """The CPU flags that give native bf16 (empty when unreadable or absent)."""
+    return tuple(f for f in BF16_FLAGS if f in cpu_flags())
 
 
 def resolve_bf16(requested: bool | None) -> bool:

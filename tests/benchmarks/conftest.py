@@ -53,7 +53,31 @@ def _throughput() -> dict[str, Any]:
         eps = {k: float(np.median(v)) for k, v in samples.items()}
         results.append({"batch_size": bs, "examples_per_second": eps, "samples": samples,
                         "ratio_to_plain": {k: eps[k] / eps["plain"] for k in ("fp32", "bf16")}})
-    return {"results": results, "threads": 2, "steps": 10, "rounds": 2, "variants": ["fp32", "bf16"]}
+    big = []
+    for bs in (512, 8192):
+        samples = {"plain": [900.0, 950.0], "plain_sparse": [9_000.0, 9_500.0], "fp32": [20_000.0, 21_000.0],
+                   "bf16": [30_000.0, 31_000.0]}
+        eps = {k: float(np.median(v)) for k, v in samples.items()}
+        roof = {"dense_examples_per_s": 40_000.0, "dense_flops_per_s": 1.3e11, "dense_of_bound": 0.4,
+                "embedding_bytes_per_s": 2e9, "embedding_of_bound": 0.2, "step_bound_examples_per_s": 60_000.0,
+                "step_of_bound": 0.5}
+        big.append({"batch_size": bs, "examples_per_second": eps, "samples": samples,
+                    **{f"ratio_to_{b}": {k: eps[k] / eps[b] for k in ("fp32", "bf16")} for b in ("plain", "plain_sparse")},
+                    "roofline": {"dense_flops_per_example": 3.3e6, "embedding_bytes_per_example": 8e3,
+                                 "variants": {"fp32": roof, "bf16": roof}}})
+    bigtable = {"features": [], "table_parameters": 99_200_000, "table_mib": 378.4, "variants": ["fp32", "bf16"],
+                "max_seconds": 4.0, "results": big,
+                "machine": {"matmul": {"fp32": 1.5e11, "bf16": 3e11, "int8": 6e11}, "copy_bytes_per_s": 1e10,
+                            "gemm_batch": 8192, "cpu_flags": ["avx512f", "avx512_bf16"]}}
+    return {"results": results, "threads": 2, "steps": 10, "rounds": 2, "variants": ["fp32", "bf16"],
+            "bigtable": bigtable}
+
+
+def _time_to_quality() -> dict[str, Any]:
+    runs = [{"seed": seed, "target_auc": {"income": 0.88, "married": 0.85}, "plain": [], "mtrec": [],
+             "plain_seconds": 30.0 + seed, "mtrec_seconds": 1.0, "speedup": 30.0 + seed} for seed in (0, 1)]
+    return {"runs": runs, "summary": {"speedup": mean_std([30.0, 31.0]), "reached": 2, "seeds": 2}, "threads": 2,
+            "plain_epochs": 10}
 
 
 def _inference() -> dict[str, Any]:
@@ -103,6 +127,7 @@ def synthetic_results() -> dict[str, Any]:
     benches = {"multitask": _bench("benchmarks.multitask", _multitask(rng), [0, 1]),
                "new_task": _bench("benchmarks.new_task", _new_task(), [0, 1]),
                "throughput": _bench("benchmarks.throughput", _throughput(), [0]),
+               "time_to_quality": _bench("benchmarks.time_to_quality", _time_to_quality(), [0, 1]),
                "inference": _bench("benchmarks.inference", _inference(), [0]),
                "scaling": _bench("benchmarks.scaling", _scaling(), [0]),
                "serve_load": _bench("benchmarks.serve_load", _serve_load(), [0]),

@@ -31,6 +31,10 @@ def test_report_writes_markdown_html_and_every_chart(synthetic_results, tmp_path
     text = md.read_text()
     assert "## Headline: adult, per-task test AUC" in text
     assert "profile `quick`" in text
+    assert "mtrec's best variant is at least 33.0x plain PyTorch with dense Adam" in text  # bigtable: 30.5k / 925
+    assert "test AUC of the plain-PyTorch MPT-Rec after 10 epochs at the reference settings" in text
+    assert "30.5x sooner in training time (2 of 2 seed(s)" in text
+    assert re.search(r"\| 8192 bf16 \| 3\.30 \| 8\.0 \| \*\*130\.0\*\* \| \*\*40\*\* \|", text)  # the roofline row
     winner_rows = [line for line in text.splitlines() if line.startswith("| ") and "**" in line and "± " in line]
     assert winner_rows, "no table row has a bold winner with mean ± std"  # the fixed intro also contains ** and ±
     for chart in charts:

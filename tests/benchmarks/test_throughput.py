@@ -6,7 +6,7 @@ import json
 
 import torch
 
-from benchmarks import throughput
+from benchmarks import roofline, throughput
 from benchmarks.bigtables import TASKS, PlainBags, criteo_features, make_batches, mtrec_network
 
 
@@ -39,11 +39,37 @@ def test_same_model_same_ids():
 
 def test_bigtable_run_writes_ratios(tmp_path):
     out = throughput.main(["--workloads", "bigtable", "--table-scale", "0.001", "--big-batch-sizes", "64",
-                           "--steps", "2", "--rounds", "1", "--big-variants", "fp32", "--out", str(tmp_path)])
+                           "--steps", "2", "--rounds", "1", "--big-variants", "fp32", "--copy-mib", "8",
+                           "--out", str(tmp_path)])
     (run,) = out["bigtable"]["results"]
     eps = run["examples_per_second"]
     assert set(eps) == {"plain", "plain_sparse", "fp32"} and min(eps.values()) > 0
     assert run["ratio_to_plain_sparse"]["fp32"] == eps["fp32"] / eps["plain_sparse"]
     saved = json.loads((tmp_path / "throughput.json").read_text())
     assert saved["bigtable"]["table_parameters"] == sum(f.rows * f.dim for f in criteo_features(0.001))
-    assert "best / plain SparseAdam" in (tmp_path / "throughput.md").read_text()
+    md = (tmp_path / "throughput.md").read_text()
+    assert "best / plain SparseAdam" in md and "embedding / copy roof" in md
+    assert run["roofline"]["variants"]["fp32"]["dense_of_bound"] > 0
+
+
+def test_roofline_counts():
+    """Embedding bytes follow the lookups (5 touches of 4 bytes per looked-up value); dense FLOPs match the GEMMs."""
+    features = criteo_features(scale=0.001)
+    torch.manual_seed(0)
+    network = mtrec_network(features)
+    (batch,), _ = make_batches(features, batch_size=16, count=1, seed=1)
+    dims = {f.name: f.dim for f in features}
+    looked_up = sum(len(batch.sparse[f.name].values()) * f.dim for f in features)
+    assert roofline.embedding_bytes(batch, dims) == 4.0 * 5 * looked_up / 16
+    gemm = sum(2 * g * m * k * n for g, m, k, n in roofline.gemm_shapes(network, 16)) / 16
+    flops = roofline.dense_flops(network, batch)
+    assert 3 * gemm <= flops <= 4 * gemm  # forward, grad of input and of weight; towers also read s, classifier T*B
+    bound = roofline.roofline(flops, 1000.0, matmul_rate=1e9, bandwidth=1e9, step_eps=100.0, dense_eps=200.0)
+    assert bound["dense_flops_per_s"] == flops * 200.0 and bound["embedding_bytes_per_s"] == 1000.0 * 200.0
+    assert bound["step_of_bound"] == (flops / 1e9 + 1000.0 / 1e9) * 100.0
+
+
+def test_machine_rates_positive():
+    rates = roofline.matmul_rates([(3, 64, 96, 128)], repeats=1)
+    assert rates["fp32"] > 1e6 and rates["bf16"] > 1e6
+    assert roofline.copy_bandwidth(mib=8, repeats=1) > 1e7
