@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 import mtrec
 from benchmarks.common import write_results
 from mtrec.data.datasets.synthetic import make_spec, synthetic, write_synthetic_parquet
-from mtrec.quant.commands import with_precision
+from mtrec.quant.presets import with_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 1 << 20

@@ -35,11 +35,10 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None = 
 
 @contextlib.contextmanager
 def user_errors(parser: argparse.ArgumentParser) -> Iterator[None]:
-    """Options that do not fit together (mtrec.errors.UsageError) and outputs that may not be written (OutputError)
-    end the job like a parser error: one line, exit 2."""
-    from mtrec.errors import OutputError, UsageError
+    """A user's mistake (mtrec.workflows.user_error_types) ends the job like a parser error: one line, exit 2."""
+    from mtrec.workflows import user_error_types
 
     try:
         yield
-    except (UsageError, OutputError) as exc:
+    except user_error_types() as exc:
         parser.error(str(exc))

@@ -70,15 +70,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> None:
     """Score Parquet/CSV input: in-process into one file, or on Ray Data actors into an output directory."""
-    import mtrec
-    from mtrec.quant.precision import QuantizationError
-
     try:
         report = workflows.predict_files(args.checkpoint, args.input, args.output, workers=args.workers,
                                          batch_size=args.batch_size, precision=args.precision,
                                          id_column=args.id_column, on_bad_rows=args.on_bad_rows,
                                          address=args.address, overwrite=args.overwrite)
-    except (mtrec.DataError, UsageError, QuantizationError, OutputError):
+    except workflows.user_error_types():
         raise
     except (ValueError, FileExistsError) as exc:
         raise SystemExit(f"error: {exc}") from None
@@ -248,7 +245,8 @@ def cmd_quantize(args: argparse.Namespace) -> None:
 
 
 def _add_quantize_parser(sub: Any) -> None:
-    from mtrec.quant.planner import MAX_AUC_DROP, MODES, OBJECTIVES, PRESETS
+    from mtrec.quant.planner import MAX_AUC_DROP, MODES, OBJECTIVES
+    from mtrec.quant.presets import PRESETS
 
     p = sub.add_parser("quantize", help="mixed-precision inference copy of a checkpoint (SAMP-style planner)")
     p.add_argument("--checkpoint", required=True, help="a trained mtrec checkpoint")
@@ -304,11 +302,7 @@ def main(argv: list[str] | None = None) -> None:
         args.set = workflows.override_tokens(args.set)
     handled: tuple[type[BaseException], ...] = (ConfigError, UsageError, OutputError)
     try:
-        from mtrec.checkpoint import CheckpointError
-        from mtrec.errors import DataError
-        from mtrec.quant.precision import QuantizationError
-
-        handled = (ConfigError, DataError, CheckpointError, UsageError, QuantizationError, OutputError)
+        handled = workflows.user_error_types()
         func: Callable[[argparse.Namespace], None] = args.func
         func(args)
     except handled as exc:

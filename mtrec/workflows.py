@@ -29,6 +29,17 @@ MODEL, METHOD = "mptrec", "prompt"  # the model trained and the new-task method 
 SPLITS = ("train", "valid", "test")
 
 
+def user_error_types() -> tuple[type[BaseException], ...]:
+    """The exceptions that are a user's mistake (bad config, data, checkpoint, options, precision or output),
+    which the CLI and the jobs show as one line with exit code 2 instead of a traceback."""
+    from mtrec.checkpoint import CheckpointError
+    from mtrec.errors import DataError, OutputError
+    from mtrec.quant.precision import QuantizationError
+    from pretrain_stack.errors import ConfigError
+
+    return (ConfigError, DataError, CheckpointError, UsageError, QuantizationError, OutputError)
+
+
 def override_tokens(items: list[str]) -> list[str]:
     """KEY=VALUE recipe overrides as the config loader's ["--KEY", "VALUE", ...] tokens."""
     return [tok for kv in items for tok in ("--" + kv.split("=", 1)[0], kv.split("=", 1)[1])]
@@ -270,12 +281,14 @@ def quantize_checkpoint(checkpoint: str | Path, calibration: Any = None, precisi
     """Quantize an fp32 checkpoint: one `precision` everywhere, else the planner's search within the AUC budget
     on `calibration` (`options`: max_auc_drop, objective, mode, batch_size, ...)."""
     import mtrec
-    from mtrec.quant.planner import preset_plan, quantize
+    from mtrec.quant.planner import quantize
+    from mtrec.quant.presets import preset_plan
+    from mtrec.quant.precision import QuantizationError
     from mtrec.quant.quantized import QuantizedModel
 
     model = mtrec.load(checkpoint)
     if isinstance(model, QuantizedModel):
-        raise UsageError(f"{checkpoint} is already quantized; quantize the fp32 checkpoint")
+        raise QuantizationError(f"{checkpoint} is already quantized; quantize the fp32 checkpoint")
     if precision:
         return QuantizeReport(QuantizedModel.from_model(model, preset_plan(model, precision),
                                                         {"mode": f"uniform {precision}"}))
@@ -320,11 +333,11 @@ def predict_files(checkpoint: str | Path, inputs: str, output: str, workers: int
     from mtrec.data.files import find_inputs
     from mtrec.data.io import read_frame
     from mtrec.outputs import check_output_file, write_file
-    from mtrec.quant.commands import with_precision
+    from mtrec.quant.presets import with_precision
 
     files = find_inputs(inputs)
     check_output_file(output, overwrite, files)  # before any work: never onto an input, an old file only if asked
-    model = with_precision(mtrec.load(checkpoint), None if precision == "auto" else precision)
+    model = with_precision(mtrec.load(checkpoint), precision)
     frame = read_frame(inputs)
     out = model.predict(frame, batch_size=batch_size)
     if id_column:

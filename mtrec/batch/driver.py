@@ -25,6 +25,7 @@ from mtrec.batch.scorer import BatchScorer, peak_rss_bytes
 from mtrec.batch.writer import ScoreWriter
 from mtrec.errors import DataError
 from mtrec.checkpoint import read_manifest
+from mtrec.quant.precision import require_fp32
 
 MIB = 1 << 20
 
@@ -136,9 +137,7 @@ def batch_predict(checkpoint: str | Path, inputs: str | Path, output: str | Path
     _check_args(workers, batch_size, precision, on_bad_rows)
     checkpoint = str(Path(checkpoint).resolve())
     manifest = read_manifest(checkpoint)
-    if precision != "auto" and manifest.get("kind") == "quantized":
-        raise ValueError(f"precision {precision!r} applies to fp32 checkpoints; {checkpoint} is already quantized "
-                         "(use precision='auto')")
+    require_fp32(precision, manifest.get("kind") == "quantized", checkpoint)
     tasks = list(manifest["tasks"])
     schema = manifest["schema"]
     needed = [*schema["sparse"], *schema["dense"], *([id_column] if id_column else [])]

@@ -32,18 +32,11 @@ def load_for_scoring(checkpoint: str, precision: str | None = "auto") -> Any:
     """The checkpoint's model in `precision`: "auto" (or None) scores it as saved (a quantized checkpoint with its
     plan, an fp32 one in fp32); fp32/fp16/int8/int4 convert an fp32 checkpoint with one precision everywhere."""
     import mtrec
-    from mtrec.quant import QuantizedModel
-    from mtrec.quant.commands import with_precision
+    from mtrec.quant.presets import with_precision
 
     if precision not in (None, *PRECISIONS):
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    model = mtrec.load(checkpoint)
-    if precision in (None, "auto"):
-        return model
-    if isinstance(model, QuantizedModel):
-        raise ValueError(f"precision {precision!r} applies to fp32 checkpoints; {checkpoint} is already quantized "
-                         "(use precision='auto')")
-    return with_precision(model, precision)
+    return with_precision(mtrec.load(checkpoint), precision)
 
 
 def peak_rss_bytes() -> int:

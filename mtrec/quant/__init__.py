@@ -6,9 +6,10 @@ Names load on first use, so loading a quantized checkpoint does not import the p
 from mtrec.lazy import lazy_exports
 
 _EXPORTS = {
-    **{name: "mtrec.quant.planner" for name in ("quantize", "uniform_plan", "preset_plan", "PRESETS", "MODES",
-                                                 "OBJECTIVES")},
-    **{name: "mtrec.quant.precision" for name in ("TABLE_PRECISIONS", "DENSE_PRECISIONS", "QuantizationError")},
+    **{name: "mtrec.quant.planner" for name in ("quantize", "MODES", "OBJECTIVES", "MAX_AUC_DROP")},
+    **{name: "mtrec.quant.presets" for name in ("uniform_plan", "preset_plan", "with_precision", "PRESETS")},
+    **{name: "mtrec.quant.precision" for name in ("TABLE_PRECISIONS", "DENSE_PRECISIONS", "QuantizationError",
+                                                   "require_fp32")},
     "Predictor": "mtrec.quant.predictor", "QuantizedModel": "mtrec.quant.quantized",
     **{name: "mtrec.quant.units" for name in ("Unit", "convert", "find_units", "network_bytes")},
 }

@@ -32,6 +32,7 @@ from mtrec.model import MultiTaskModel
 from mtrec.quant.dense import quantize_dense
 from mtrec.quant.measure import auc_drops, median_seconds
 from mtrec.quant.precision import QuantizationError
+from mtrec.quant.presets import uniform_plan
 from mtrec.quant.predictor import Predictor
 from mtrec.quant.quantized import QuantizedModel
 from mtrec.quant.tables import quantize_tables
@@ -44,7 +45,6 @@ MODES = ("auto", "fully_quant", "dense_only")  # the first is the default
 MAX_AUC_DROP = 0.001  # per-task AUC budget
 UNIT_NOISE = 0.05
 NETWORK_NOISE = 0.02
-PRESETS = {"fp32": ("fp32", "fp32"), "fp16": ("fp16", "fp16"), "int8": ("int8", "int8"), "int4": ("int4", "int8")}
 
 
 @dataclass
@@ -107,21 +107,9 @@ class _Search:
 
 
 
-def uniform_plan(model: MultiTaskModel, tables: str = "int8", dense: str = "int8") -> dict[str, str]:
-    """Every table at `tables` and every dense unit at `dense`."""
-    return {u.name: tables if u.kind == "table" else dense for u in find_units(model.require_network())}
-
-
-def preset_plan(model: MultiTaskModel, precision: str) -> dict[str, str]:
-    """One precision everywhere: fp32, fp16, int8, or int4 (int4 tables, int8 dense: CPUs have no int4 GEMM)."""
-    if precision not in PRESETS:
-        raise QuantizationError(f"precision must be one of {', '.join(PRESETS)}, got {precision!r}")
-    return uniform_plan(model, *PRESETS[precision])
-
-
 def quantize(model: MultiTaskModel, calibration: pd.DataFrame | str | None = None,
-             max_auc_drop: float = MAX_AUC_DROP, objective: str = OBJECTIVES[0], mode: str = MODES[0], batch_size: int = 512, repeats: int = 30,
-             progress: bool = True) -> QuantizedModel:
+             max_auc_drop: float = MAX_AUC_DROP, objective: str = OBJECTIVES[0], mode: str = MODES[0],
+             batch_size: int = 512, repeats: int = 30, progress: bool = True) -> QuantizedModel:
     """A mixed-precision QuantizedModel of `model` whose per-task AUC drop on `calibration` is <= `max_auc_drop`.
 
     objective: "latency" (fastest at `batch_size` rows per call) or "size" (fewest bytes); mode: "auto" (the

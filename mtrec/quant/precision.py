@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 FP32 = "fp32"
+AUTO = "auto"  # score a checkpoint in the precision it was saved in
 TABLE_PRECISIONS = ("fp32", "fp16", "int8", "int4")
 DENSE_PRECISIONS = ("fp32", "fp16", "int8")
 TABLE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "int8": torch.qint8, "int4": torch.quint4x2}
@@ -22,3 +23,11 @@ def check_precision(precision: str, kind: str, unit: str = "") -> str:
         where = f"unit {unit!r}: " if unit else ""
         raise QuantizationError(f"{where}{kind} precision must be one of {', '.join(allowed)}, got {precision!r}")
     return precision
+
+
+def require_fp32(precision: str | None, quantized: bool, source: str = "this checkpoint") -> None:
+    """The rule for choosing a precision at scoring time: it applies only to an fp32 checkpoint (a quantized one
+    scores as saved); QuantizationError otherwise."""
+    if precision not in (None, AUTO) and quantized:
+        raise QuantizationError(f"precision {precision!r} applies only to an fp32 checkpoint; {source} is already "
+                                f"quantized (use precision {AUTO!r})")

@@ -22,7 +22,7 @@ import mtrec
 from mtrec.data.files import find_inputs, plan_inputs, split_pieces
 from mtrec.batch.writer import RowLedger, ScoreWriter
 from mtrec.cli import main as cli_main
-from mtrec.quant.commands import with_precision
+from mtrec.quant.presets import with_precision
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -115,3 +115,27 @@ def test_parsers_take_defaults_and_choices_from_the_library():
     with pytest.raises(SystemExit):
         build_parser().parse_args(["predict", "--checkpoint", "c", "--input", "i", "--output", "o", "--precision",
                                    "int2"])
+
+
+def test_a_precision_applies_only_to_an_fp32_checkpoint(checkpoint, files, tmp_path, capsys):
+    from mtrec.batch.scorer import load_for_scoring
+    from mtrec.cli import main
+    from mtrec.quant import QuantizationError, QuantizedModel, with_precision
+
+    int8 = load_for_scoring(str(checkpoint), "int8")
+    assert isinstance(int8, QuantizedModel) and with_precision(int8, "auto") is int8
+    quantized = mtrec.save(int8, tmp_path / "int8")
+    for precision in ("fp32", "int4"):
+        with pytest.raises(QuantizationError, match="applies only to an fp32 checkpoint"):
+            with_precision(int8, precision)
+        with pytest.raises(QuantizationError, match="applies only to an fp32 checkpoint"):
+            mtrec.batch_predict(quantized, files / "test.parquet", tmp_path / "scores", precision=precision,
+                                progress=False)
+    assert not (tmp_path / "scores").exists()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--checkpoint", str(quantized), "--input", str(files / "test.parquet"), "--output",
+              str(tmp_path / "s.parquet"), "--precision", "fp16"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and "already quantized" in err
+    assert not (tmp_path / "s.parquet").exists()
