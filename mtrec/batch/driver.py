@@ -158,7 +158,7 @@ def batch_predict(checkpoint: str | Path, inputs: str | Path, output: str | Path
         import ray.data
 
         from mtrec.data.ray_source import PiecesDatasource
-        from mtrec.distributed.ray_train import ray_session
+        from mtrec.ray_session import ray_session
 
         with ray_session(address, num_cpus=max(os.cpu_count() or 1, workers + 1), dashboard=False), \
                 _data_context(buffer_bytes):

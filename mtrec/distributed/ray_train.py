@@ -15,8 +15,6 @@ import contextlib
 import math
 import os
 import posixpath
-import shutil
-import socket
 import tempfile
 import time
 import uuid
@@ -39,9 +37,8 @@ from mtrec.distributed.env import destroy_process_group, init_local_process_grou
 from mtrec.distributed.job import DistributedTrainResult, finish, prepare
 from mtrec.distributed.loop import WorkerSpec, run_worker
 from mtrec.model import MultiTaskModel
+from mtrec.ray_session import ray_session
 
-LOOPBACK = "127.0.0.1"
-CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 PG_TIMEOUT_S = 1800
 
 
@@ -108,67 +105,6 @@ def _worker_entry(config: dict[str, Any]) -> None:
     device = pick_device(context.get_local_rank(), config["use_gpu"])
     run_worker(spec, rank, world_size, train, valid, RayCheckpoints(), device, progress=config["progress"],
                local_world_size=context.get_local_world_size())
-
-
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((LOOPBACK, 0))
-        return int(probe.getsockname()[1])
-
-
-@contextlib.contextmanager
-def _loopback_only() -> Iterator[None]:
-    """Make a Ray node started in this process bind to loopback only.
-
-    Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 once, at import; set after `import ray` it has no effect and
-    the node's servers listen on every interface. So the flag Ray derived from it is set too (and both restored).
-    """
-    from ray._private import ray_constants
-
-    env_before = os.environ.get(CLUSTER_ENV)
-    flag_before = ray_constants.ENABLE_RAY_CLUSTER
-    os.environ[CLUSTER_ENV] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        yield
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = flag_before
-        if env_before is None:
-            os.environ.pop(CLUSTER_ENV, None)
-        else:
-            os.environ[CLUSTER_ENV] = env_before
-
-
-@contextlib.contextmanager
-def ray_session(address: str | None = None, num_cpus: int | None = None, dashboard: bool = True) -> Iterator[bool]:
-    """Connect to `address` / $RAY_ADDRESS, or start an embedded local Ray bound to 127.0.0.1 and stop it after.
-
-    The embedded cluster gets its own temporary directory (removed at the end) and a free dashboard port on
-    loopback (Ray Train's state queries need the dashboard; `dashboard=False` leaves it out, ~270 MiB less for
-    jobs that do not need it, such as batch scoring). Yields whether the cluster was started here; an
-    already-initialized Ray session is used as it is and left up.
-    """
-    if ray.is_initialized():
-        yield False
-        return
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address)
-        try:
-            yield False
-        finally:
-            ray.shutdown()
-        return
-    temp_dir = tempfile.mkdtemp(prefix="mtrec-train-ray-")
-    with _loopback_only():
-        try:
-            ports = {"dashboard_host": LOOPBACK, "dashboard_port": _free_loopback_port()} if dashboard else {}
-            ray.init(address="local", _node_ip_address=LOOPBACK, include_dashboard=dashboard, num_cpus=num_cpus,
-                     _temp_dir=temp_dir, **ports)
-            yield True
-        finally:
-            ray.shutdown()
-            shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def _single_node() -> bool:

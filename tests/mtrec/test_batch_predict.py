@@ -43,7 +43,7 @@ def rows(adult):
 @pytest.fixture(scope="module")
 def ray_cluster():
     """One embedded loopback Ray for the module's runs (batch_predict reuses it); stopped at the end."""
-    from mtrec.distributed.ray_train import ray_session
+    from mtrec.ray_session import ray_session
 
     with ray_session(num_cpus=3):
         yield

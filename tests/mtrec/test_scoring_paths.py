@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import mtrec
-from mtrec.distributed.ray_train import ray_session
+from mtrec.ray_session import ray_session
 from mtrec.quant import QuantizedModel
 
 LABELS = ["income", "married", "education"]
