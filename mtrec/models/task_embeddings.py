@@ -8,31 +8,15 @@ one module to shard): copy k of feature table `x` is the table `t_x__<copy k>`. 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import nn
-from torchrec import EmbeddingBagCollection, EmbeddingBagConfig
+from torchrec import EmbeddingBagCollection
 
-from pretrain_stack.embeddings.sparse_features import _POOLING, _normal_init
+from pretrain_stack.embeddings.sparse_features import check_sparse_config, table_config, table_groups
 from pretrain_stack.errors import ConfigError
 from pretrain_stack.registry import EMBEDDINGS
-
-
-def table_groups(features: list[dict], shared_tables: dict[str, list[str]] | None) -> dict[str, list[str]]:
-    """Table name -> the features it serves (one table per feature unless `shared_tables` groups them)."""
-    sizes = {f["name"]: int(f["num_embeddings"]) for f in features}
-    owner: dict[str, str] = {}
-    for table, names in (shared_tables or {}).items():
-        for n in names:
-            if n not in sizes:
-                raise ConfigError(f"shared_tables.{table}: unknown feature {n!r}", key=f"shared_tables.{table}")
-            owner[n] = table
-    tables: dict[str, list[str]] = {}
-    for f in features:
-        tables.setdefault(owner.get(f["name"], f["name"]), []).append(f["name"])
-    return tables
 
 
 @EMBEDDINGS.register("task_sparse_features")
@@ -43,29 +27,19 @@ class TaskSparseFeatureEmbedding(nn.Module):
                  input_key: str = "sparse", shared_tables: dict[str, list[str]] | None = None,
                  init_std: float | None = None, device: str = "cpu") -> None:
         super().__init__()
-        if pooling not in _POOLING:
-            raise ConfigError(f"pooling: expected one of {sorted(_POOLING)}, got {pooling!r}", key="pooling")
-        if not features:
-            raise ConfigError("features: the schema has no sparse features", key="features")
+        check_sparse_config(features, pooling)
         if not tasks:
             raise ConfigError("tasks: task_sparse_features needs at least one task", key="tasks")
         self.input_key = input_key
         self.embedding_dim = embedding_dim
         self.copy_names = [*tasks, "shared"]
+        self.num_copies = len(self.copy_names)
         sizes = {f["name"]: int(f["num_embeddings"]) for f in features}
         groups = table_groups(features, shared_tables)
-        configs = []
-        for k in range(len(self.copy_names)):
-            suffix = f"task{k}" if k < len(tasks) else "shared"
-            for table, names in groups.items():
-                rows = max(sizes[n] for n in names)
-                std = init_std if init_std is not None else 1.0 / math.sqrt(rows)
-                configs.append(EmbeddingBagConfig(
-                    name=f"t_{table}__{suffix}", embedding_dim=embedding_dim, num_embeddings=rows, feature_names=names,
-                    pooling=_POOLING[pooling], init_fn=_normal_init(std)))
+        configs = [table_config(self.table_name(table, k), max(sizes[n] for n in names), embedding_dim, names,
+                                pooling, init_std) for k in range(self.num_copies) for table, names in groups.items()]
         self.ebc = EmbeddingBagCollection(tables=configs, device=torch.device(device))
         self.feature_order = [n for names in groups.values() for n in names]
-        self.num_copies = len(self.copy_names)
         self.copy_dim = len(self.feature_order) * embedding_dim
         self.output_dim = self.num_copies * self.copy_dim
 

@@ -241,6 +241,22 @@ def test_task_sparse_features_layout_is_copy_major() -> None:
         assert torch.allclose(out[0, start:start + 4], table[ids[0]].sum(0))
 
 
+def test_task_copies_group_tables_as_pretrain_stack_does() -> None:
+    from pretrain_stack import EMBEDDINGS
+
+    features = [{"name": n, "num_embeddings": r} for n, r in (("a", 10), ("b", 7), ("c", 5))]
+    spec = {"features": features, "embedding_dim": 4, "shared_tables": {"ab": ["a", "b"]}}
+    single = EMBEDDINGS.build({"name": "sparse_features", **spec})
+    copies = EMBEDDINGS.build({"name": "task_sparse_features", "tasks": ["x", "y"], **spec})
+    assert [t.name for t in copies.ebc.embedding_bag_configs()] == [
+        f"t_{t}__{c}" for c in ("task0", "task1", "shared") for t in ("ab", "c")]
+    assert copies.feature_order == single.feature_order and copies.copy_dim == single.output_dim
+    for pooling, bad in (("max", features), ("sum", [])):
+        with pytest.raises(ConfigError) as err:
+            EMBEDDINGS.build({"name": "task_sparse_features", "tasks": ["x"], "features": bad, "pooling": pooling})
+        assert err.value.key == ("pooling" if bad else "features")
+
+
 def test_stem_rejects_an_input_without_task_copies() -> None:
     cfg = model_config("stem")
     cfg["embedding"]["parts"][0]["name"] = "sparse_features"

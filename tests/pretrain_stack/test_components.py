@@ -83,6 +83,22 @@ def test_sparse_feature_widths_name_the_bad_key(dims: dict, key: str) -> None:
         EMBEDDINGS.build({"name": "sparse_features", "features": features, "embedding_dims": dims})
 
 
+def test_table_grouping_and_table_configs_are_public() -> None:
+    from pretrain_stack.embeddings.sparse_features import table_config, table_groups
+
+    features = [{"name": n, "num_embeddings": r} for n, r in (("a", 10), ("b", 7), ("c", 5))]
+    assert table_groups(features, {"ab": ["a", "b"]}) == {"ab": ["a", "b"], "c": ["c"]}
+    assert table_groups(features, None) == {"a": ["a"], "b": ["b"], "c": ["c"]}
+    with pytest.raises(ConfigError, match="shared_tables.ab: unknown feature 'z'"):
+        table_groups(features, {"ab": ["a", "z"]})
+    config = table_config("t_c", 5, 4, ["c"], "mean")
+    assert (config.num_embeddings, config.embedding_dim, config.feature_names) == (5, 4, ["c"])
+    emb = EMBEDDINGS.build({"name": "sparse_features", "features": features, "embedding_dim": 4,
+                            "shared_tables": {"ab": ["a", "b"]}})
+    assert [t.name for t in emb.ebc.embedding_bag_configs()] == ["t_ab", "t_c"]
+    assert emb.feature_order == ["a", "b", "c"] and emb.output_dim == 12
+
+
 def test_dense_features_pass_through_or_project() -> None:
     x = torch.randn(B, 5)
     assert torch.equal(EMBEDDINGS.build({"name": "dense_features", "num_dense": 5})({"dense": x}), x)
