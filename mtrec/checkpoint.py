@@ -53,8 +53,10 @@ class CheckpointError(RuntimeError):
 
 def library_versions() -> dict[str, str]:
     """Versions of the libraries a checkpoint depends on."""
-    out = {"python": platform.python_version()}
-    for pkg in ("mtrec", "torch", "torchrec", "fbgemm-gpu-cpu", "ray"):
+    from mtrec import __version__
+
+    out = {"python": platform.python_version(), "mtrec": __version__}  # the code's own (distribution mtrec-prompt)
+    for pkg in ("torch", "torchrec", "fbgemm-gpu-cpu", "ray"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
