@@ -12,8 +12,8 @@ from tqdm.auto import tqdm
 
 import mtrec
 from benchmarks.common import fmt, mean_std, write_results
+from mtrec.recipe import MODELS
 
-MODELS = ["single", "shared_bottom", "mmoe", "ple", "stem", "mptrec"]
 DATASETS = ["adult", "movielens-100k"]
 RECIPE_NAME = {"adult": "adult", "movielens-100k": "movielens"}
 
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     """Run the grid and write multitask.json / multitask.md."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.multitask")
     parser.add_argument("--datasets", nargs="+", default=DATASETS)
-    parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, help="cap epochs (default: the recipe's, with early stopping)")
     parser.add_argument("--max-steps", type=int, help="cap optimizer steps per model (the same budget of updates "

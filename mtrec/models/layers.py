@@ -200,6 +200,14 @@ def check_widths(widths: tuple[int, ...] | list[int], key: str, allow_empty: boo
             raise ConfigError(f"{key}: layer widths must be >= 1, got {list(widths)}", key=key)
 
 
+def check_expert_widths(expert_hidden: tuple[int, ...], tower_hidden: tuple[int, ...],
+                        gate_hidden: tuple[int, ...]) -> None:
+    """The width checks of every expert-and-gate encoder (mmoe, ple, stem, mptrec): experts need a layer."""
+    check_widths(expert_hidden, "model.encoder.expert_hidden", allow_empty=False)
+    check_widths(tower_hidden, "model.encoder.tower_hidden")
+    check_widths(gate_hidden, "model.encoder.gate_hidden")
+
+
 def check_common(tasks: list[str], dropout: float, where: str = "model.encoder") -> None:
     """Checks shared by every multi-task encoder: a non-empty, duplicate-free task list and 0 <= dropout < 1."""
     if not tasks:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from mtrec.models.layers import (BatchedGate, BatchedMLP, BatchedTower, TaskGroups, check_at_least, check_common,
-                                 check_widths, mix_experts, to_batch_major)
+                                 check_expert_widths, mix_experts, to_batch_major)
 from pretrain_stack.registry import ENCODERS
 
 
@@ -23,9 +23,7 @@ class MMoE(nn.Module):
         super().__init__()
         check_common(tasks, dropout)
         check_at_least(num_experts, 1, "model.encoder.num_experts")
-        check_widths(expert_hidden, "model.encoder.expert_hidden", allow_empty=False)
-        check_widths(tower_hidden, "model.encoder.tower_hidden")
-        check_widths(gate_hidden, "model.encoder.gate_hidden")
+        check_expert_widths(expert_hidden, tower_hidden, gate_hidden)
         self.tasks = list(tasks)
         n = len(self.tasks)
         self.experts = BatchedMLP(num_experts, input_dim, expert_hidden, dropout, activation, batch_norm)

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from mtrec.models.layers import (BatchedGate, BatchedMLP, BatchedTower, TaskGroups, activation, check_common,
-                                 check_widths, grad_reverse, grl_alpha, to_batch_major)
+                                 check_expert_widths, check_widths, grad_reverse, grl_alpha, to_batch_major)
 from pretrain_stack.errors import ConfigError
 from pretrain_stack.registry import ENCODERS
 
@@ -54,9 +54,7 @@ class MPTRec(nn.Module):
                  label_key: str = "labels") -> None:
         super().__init__()
         check_common(tasks, dropout)
-        check_widths(expert_hidden, "model.encoder.expert_hidden", allow_empty=False)
-        check_widths(tower_hidden, "model.encoder.tower_hidden")
-        check_widths(gate_hidden, "model.encoder.gate_hidden")
+        check_expert_widths(expert_hidden, tower_hidden, gate_hidden)
         check_widths(classifier_hidden, "model.encoder.classifier_hidden")
         if prompt_init_std <= 0:
             raise ConfigError(f"model.encoder.prompt_init_std: must be > 0, got {prompt_init_std}",

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from mtrec.models.layers import (BatchedGate, BatchedMLP, BatchedTower, TaskGroups, check_at_least, check_common,
-                                 check_widths, mix_experts, to_batch_major)
+                                 check_expert_widths, mix_experts, to_batch_major)
 from pretrain_stack.errors import ConfigError
 from pretrain_stack.registry import ENCODERS
 
@@ -66,9 +66,7 @@ class PLE(nn.Module):
         if num_task_experts + num_shared_experts < 1:
             raise ConfigError("model.encoder.num_shared_experts: num_task_experts + num_shared_experts must be >= 1",
                               key="model.encoder.num_shared_experts")
-        check_widths(expert_hidden, "model.encoder.expert_hidden", allow_empty=False)
-        check_widths(tower_hidden, "model.encoder.tower_hidden")
-        check_widths(gate_hidden, "model.encoder.gate_hidden")
+        check_expert_widths(expert_hidden, tower_hidden, gate_hidden)
         self.tasks = list(tasks)
         n = len(self.tasks)
         levels = []

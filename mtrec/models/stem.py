@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from mtrec.models.layers import (BatchedGate, BatchedMLP, BatchedTower, TaskGroups, check_at_least, check_common,
-                                 check_widths, to_batch_major)
+                                 check_expert_widths, to_batch_major)
 from pretrain_stack.errors import ConfigError
 from pretrain_stack.registry import ENCODERS
 
@@ -47,9 +47,7 @@ class STEM(nn.Module):
         check_at_least(num_dense, 0, "model.encoder.num_dense")
         check_at_least(num_task_experts, 1, "model.encoder.num_task_experts")
         check_at_least(num_shared_experts, 1, "model.encoder.num_shared_experts")
-        check_widths(expert_hidden, "model.encoder.expert_hidden", allow_empty=False)
-        check_widths(tower_hidden, "model.encoder.tower_hidden")
-        check_widths(gate_hidden, "model.encoder.gate_hidden")
+        check_expert_widths(expert_hidden, tower_hidden, gate_hidden)
         self.tasks = list(tasks)
         n = len(self.tasks)
         sparse = input_dim - num_dense
