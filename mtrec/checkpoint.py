@@ -228,7 +228,7 @@ def model_from_manifest(manifest: dict[str, Any], where: str = "manifest", seed:
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{where}: manifest is incomplete or invalid ({exc})") from exc
     model = MultiTaskModel(name, schema, [t for t in tasks if t not in added], recipe)
-    model.build_network(vocabs, seed=seed)
+    model.build_network(vocabs, seed=seed, load_pretrained=False)
     try:
         for extension in extensions:
             model.restore_extension(extension)

@@ -19,7 +19,9 @@ from mtrec.errors import DataError
 from mtrec.models.extension import extend_target, shrink_target, task_heads
 from mtrec.models.heads import TaskHead, build_head
 from mtrec.models.inputs import run_network
+from mtrec.models.sequence import SequenceEmbedding, sequence_specs
 from mtrec.recipe import Recipe
+from pretrain_stack.errors import ConfigError
 
 
 def task_probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -67,13 +69,26 @@ class MultiTaskModel:
         self.flatness: dict[str, torch.Tensor] = {}
 
     # construction -------------------------------------------------------------------------------
-    def build_network(self, vocabs: Vocabularies, seed: int = 0) -> pretrain_stack.Model:
-        """Size the tables from the fitted vocabularies and build the network (seeded, so init is repeatable)."""
+    def build_network(self, vocabs: Vocabularies, seed: int = 0, load_pretrained: bool = True) -> pretrain_stack.Model:
+        """Size the tables from the fitted vocabularies and build the network (seeded, so init is repeatable).
+
+        Sequence features go to the `sequence` parts, not the pooled tables; with `load_pretrained` (a fresh
+        network, not a checkpoint's) those parts copy their pretrained encoders in, mapped onto `vocabs`."""
         self.vocabs = vocabs
         torch.manual_seed(seed)
-        self.network = pretrain_stack.build_model(
-            self.recipe.model, features=vocabs.feature_specs(), num_dense=len(self.schema.dense),
-            tasks=list(self.tasks))
+        seq_cols = set(self.schema.sequence_columns)
+        network = pretrain_stack.build_model(
+            self.recipe.model, features=[f for f in vocabs.feature_specs() if f["name"] not in seq_cols],
+            sequences=sequence_specs(self.schema, vocabs), num_dense=len(self.schema.dense), tasks=list(self.tasks))
+        parts = [m for m in network.modules() if isinstance(m, SequenceEmbedding)]
+        unread = [s for s in self.schema.sequences if s not in {p.feature for p in parts}]
+        if unread:
+            raise ConfigError(f"model.embedding.parts: schema sequence {unread[0]!r} is read by no `sequence` part; "
+                              "add {name: sequence, feature: ...} to the recipe", key="model.embedding.parts")
+        if load_pretrained:
+            for part in parts:
+                part.load_pretrained(vocabs)
+        self.network = network
         return self.network
 
     @property

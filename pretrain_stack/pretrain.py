@@ -2,8 +2,9 @@
 
 `python -m pretrain_stack.pretrain --config pretrain_stack/configs/sasrec.yaml [--key value ...]`: evaluates
 the valid split every epoch (keeping the best epoch's weights, stopping early), the test split at the end, and
-writes `<output_dir>/metrics.json`, the whole model state (`model.pt`) and the encoder and embedding parts
-as reusable components (`encoder/`, `embedding/<part>/`, loadable with `pretrained: <dir>`).
+writes `<output_dir>/metrics.json`, the whole model state (`model.pt`), the encoder and embedding parts
+as reusable components (`encoder/`, `embedding/<part>/`, loadable with `pretrained: <dir>`) and the item
+vocabulary (`items.json`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pretrain_stack.model import EmbeddingStack, Model, build_model, validate_mo
 from pretrain_stack.registry import save_component
 from pretrain_stack.wheel_data import DatasetNotFetched
 
+ITEMS_FILE = "items.json"
 METRIC_NAMES = ("hr@10_sampled", "ndcg@10_sampled", "hr@10_full", "ndcg@10_full")
 
 
@@ -163,9 +165,12 @@ def eval_sets(data: UserSequences, num_negatives: int, seed: int) -> dict[str, E
             for i, split in enumerate(("valid", "test"))}
 
 
-def save_outputs(model: Model, out_dir: Path) -> None:
-    """Whole model state, plus the encoder and each embedding part as reusable components."""
+def save_outputs(model: Model, out_dir: Path, item_ids: np.ndarray | None = None) -> None:
+    """Whole model state, plus the encoder and each embedding part as reusable components, and the item
+    vocabulary (`items.json`: the original id of token i + 1) so another model can map its items onto the rows."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    if item_ids is not None:
+        (out_dir / ITEMS_FILE).write_text(json.dumps({"pad": 0, "item_ids": np.asarray(item_ids).tolist()}))
     torch.save(model.state_dict(), out_dir / "model.pt")
     save_component(model.encoder, out_dir / "encoder", "encoders")
     if isinstance(model.embedding, EmbeddingStack):
@@ -255,7 +260,7 @@ def _run(cfg: PretrainConfig) -> dict[str, Any]:
         "config": to_dict(cfg),
     }
     out_dir = Path(cfg.output_dir)
-    save_outputs(model, out_dir)
+    save_outputs(model, out_dir, data.item_ids)
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     return result
 

@@ -77,7 +77,7 @@ class Registry:
         params = _signature_params(cls)
         kwargs: dict[str, Any] = {}
         for key, value in spec.items():
-            if key in RESERVED_KEYS:
+            if key in RESERVED_KEYS and key not in params:
                 continue
             if key not in params:
                 allowed = ", ".join(sorted(params)) or "none"
@@ -98,16 +98,26 @@ class Registry:
     def build(self, spec: dict[str, Any], where: str | None = None, context: dict[str, Any] | None = None) -> nn.Module:
         """Instantiate a component from its config section (or load it from `pretrained: <dir>`)."""
         where = where or self.kind
-        if spec.get("pretrained"):
+        handles = handled_keys(self, spec)
+        if spec.get("pretrained") and "pretrained" not in handles:
             module = load_component(self, spec["pretrained"], where)
         else:
             kwargs = self.validate(spec, where, context)
             module = self.get(spec["name"])(**kwargs)
             module.component_config = {"name": spec["name"], **_jsonable(kwargs)}  # type: ignore[assignment]
-        if spec.get("freeze"):
+        if spec.get("freeze") and "freeze" not in handles:
             for p in module.parameters():
                 p.requires_grad_(False)
         return module
+
+
+def handled_keys(registry: Registry, spec: dict[str, Any]) -> set[str]:
+    """Reserved keys (pretrained, freeze) the named component takes as its own constructor arguments, so the
+    registry passes them through instead of loading a saved component or freezing every parameter."""
+    name = spec.get("name") if isinstance(spec, dict) else None
+    if not isinstance(name, str) or name not in registry:
+        return set()
+    return set(RESERVED_KEYS) & set(_signature_params(registry.get(name)))
 
 
 def _signature_params(cls: type) -> dict[str, inspect.Parameter]:

@@ -119,8 +119,7 @@ class EncodedFrame:
         jagged = {}
         for k, f in self.jagged.items():
             starts, lens = f.offsets[idx], f.lengths.numpy()[idx].astype(np.int64)
-            offsets = np.concatenate([[0], np.cumsum(lens)])
-            gather = np.repeat(starts - offsets[:-1], lens) + np.arange(offsets[-1])
+            offsets, gather = _runs(starts, lens)
             jagged[k] = _Jagged(f.ids.index_select(0, torch.from_numpy(gather)), offsets,
                                 f.lengths.index_select(0, tidx))
         labels = None if self.labels is None else self.labels.index_select(0, tidx)
@@ -171,7 +170,11 @@ def encode_frame(df: pd.DataFrame, schema: Schema, vocabs: Vocabularies, tasks: 
         single[j] = vocabs.encode(f, df[f])
     jagged = {}
     for f, (lengths, values) in flat.items():
-        jagged[f] = _Jagged(torch.from_numpy(vocabs.encode(f, values)), np.concatenate([[0], np.cumsum(lengths)]),
+        ids = vocabs.encode(schema.vocabulary_of(f), values)
+        max_len = _max_len_of(schema, f)
+        if max_len is not None:
+            lengths, ids = keep_newest(lengths, ids, max_len)
+        jagged[f] = _Jagged(torch.from_numpy(ids), np.concatenate([[0], np.cumsum(lengths)]),
                             torch.from_numpy(lengths.astype(np.int32)))
     if schema.dense:
         dense = np.empty((n, len(schema.dense)), dtype=np.float32)
@@ -184,3 +187,27 @@ def encode_frame(df: pd.DataFrame, schema: Schema, vocabs: Vocabularies, tasks: 
         labels = torch.from_numpy(np.ascontiguousarray(df[label_cols].to_numpy(dtype=np.float32)))
     return EncodedFrame(list(schema.sparse), torch.from_numpy(single), jagged, torch.from_numpy(dense), labels,
                         list(label_cols or []), df.index)
+
+
+def _max_len_of(schema: Schema, feature: str) -> int | None:
+    """The kept length of a sequence column or of a sequence's action column; None for other features."""
+    for name, f in schema.sequences.items():
+        if feature in (name, f.actions):
+            return f.max_len
+    return None
+
+
+def keep_newest(lengths: np.ndarray, values: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Truncate each row's list (oldest first) to its newest `max_len` values; vectorized over rows."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if len(lengths) == 0 or lengths.max(initial=0) <= max_len:
+        return lengths, values
+    kept = np.minimum(lengths, max_len)
+    _, gather = _runs(np.cumsum(lengths) - kept, kept)
+    return kept, values[gather]
+
+
+def _runs(starts: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets (n+1) of the concatenated runs [start, start + len) and the flat positions they gather."""
+    offsets = np.concatenate([[0], np.cumsum(lens)])
+    return offsets, np.repeat(starts - offsets[:-1], lens) + np.arange(offsets[-1])

@@ -1,5 +1,6 @@
-"""Schema: which columns are sparse (categorical, maybe multi-valued), dense (float) and task labels, and which
-sparse features are hashed into a fixed number of rows (`hash_buckets`) instead of getting a vocabulary."""
+"""Schema: which columns are sparse (categorical, maybe multi-valued), dense (float) and task labels, which
+sparse features are hashed into a fixed number of rows (`hash_buckets`) instead of getting a vocabulary, and which
+list columns are ordered behaviour sequences (`sequences`: kept newest-last, truncated from the oldest end)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,21 @@ from mtrec.errors import DataError
 LIST_TYPES = (list, tuple, np.ndarray)
 
 
+@dataclass(frozen=True)
+class SequenceFeature:
+    """One ordered list column (oldest first): at most `max_len` newest items are kept; `shared_with` names the
+    candidate-item feature whose vocabulary (and item table) it uses; `actions` a parallel list column (e.g. the
+    rating given to each item) of the same length per row."""
+
+    max_len: int = 50
+    shared_with: str | None = None
+    actions: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form, read back by sequence_features."""
+        return {"max_len": self.max_len, "shared_with": self.shared_with, "actions": self.actions}
+
+
 @dataclass
 class Schema:
     """Feature and label columns of a frame; `multi_valued` is the subset of `sparse` whose cells are lists."""
@@ -25,10 +41,16 @@ class Schema:
     multi_valued: list[str] = field(default_factory=list)
     source: str | None = None  # built-in dataset the schema came from; picks the model recipe by default
     hash_buckets: dict[str, int] = field(default_factory=dict)  # feature -> rows: `encoding: hash`, no vocabulary
+    sequences: dict[str, SequenceFeature] = field(default_factory=dict)  # ordered list columns (see SequenceFeature)
 
     def __post_init__(self) -> None:
-        self.sparse, self.dense = _names(self.sparse, "sparse"), _names(self.dense, "dense")
-        self.tasks, self.multi_valued = _names(self.tasks, "tasks"), _names(self.multi_valued, "multi_valued")
+        self.sequences = sequence_features(self.sequences)
+        seq_cols = [c for name, f in self.sequences.items() for c in (name, f.actions) if c is not None]
+        self.sparse = _names(self.sparse, "sparse")
+        self.sparse += [c for c in seq_cols if c not in self.sparse]
+        self.multi_valued = _names(self.multi_valued, "multi_valued")
+        self.multi_valued += [c for c in seq_cols if c not in self.multi_valued]
+        self.dense, self.tasks = _names(self.dense, "dense"), _names(self.tasks, "tasks")
         self.hash_buckets = _buckets(self.hash_buckets, self.sparse)
         for a, b in (("sparse", "dense"), ("sparse", "tasks"), ("dense", "tasks")):
             both = set(getattr(self, a)) & set(getattr(self, b))
@@ -39,6 +61,13 @@ class Schema:
         if extra:
             raise DataError(f"multi-valued column {extra[0]!r} is not a sparse feature", column=extra[0])
         self.multi_valued = [c for c in self.sparse if c in set(self.multi_valued)]
+        for name, f in self.sequences.items():
+            if f.shared_with is not None and f.shared_with not in self.single_valued:
+                raise DataError(f"schema.sequences.{name}.shared_with: {f.shared_with!r} is not a single-valued "
+                                "sparse feature of the schema", column=name)
+            if f.shared_with in self.hash_buckets or name in self.hash_buckets:
+                raise DataError(f"schema.sequences.{name}: sequence features and the feature they share a table "
+                                "with cannot be hashed", column=name)
 
     @classmethod
     def from_frame(
@@ -49,12 +78,15 @@ class Schema:
         dense: Sequence[str] | None = None,
         multi_valued: Sequence[str] | None = None,
         hash_buckets: Mapping[str, int] | None = None,
+        sequences: Sequence[str] | Mapping[str, Any] | None = None,
     ) -> Schema:
         """Infer a schema: list cells -> multi-valued sparse, str/category/bool/int -> sparse, float -> dense.
 
         Lists given explicitly are kept as they are; the other non-task columns are inferred, but only into a
         kind (sparse or dense) that was left as None, so `sparse=[...]` alone still picks up float columns as dense.
-        `hash_buckets` ({feature: rows}) hashes those sparse features into a fixed number of rows.
+        `hash_buckets` ({feature: rows}) hashes those sparse features into a fixed number of rows. `sequences`
+        names ordered list columns (a list, or {column: {max_len, shared_with, actions}}); they and their action
+        columns become multi-valued sparse features marked as sequences.
         """
         tasks = _names(tasks, "tasks")
         missing = [c for c in tasks if c not in df.columns]
@@ -84,14 +116,28 @@ class Schema:
         dense_cols = list(dense) if dense is not None else inferred_dense
         if multi_valued is None:
             multi_valued = [c for c in inferred_multi if c in set(sparse_cols)]
-        return cls(sparse=sparse_cols, dense=dense_cols, tasks=tasks, multi_valued=list(multi_valued),
-                   hash_buckets=dict(hash_buckets or {}))
+        seqs = sequence_features(sequences or {})
+        missing = [c for n, f in seqs.items() for c in (n, f.actions) if c is not None and c not in df.columns]
+        if missing:
+            raise DataError(f"sequence column {missing[0]!r} is not in the frame", column=missing[0])
+        return cls(sparse=sparse_cols, dense=[c for c in dense_cols if c not in seqs], tasks=tasks,
+                   multi_valued=list(multi_valued), hash_buckets=dict(hash_buckets or {}), sequences=seqs)
 
     @property
     def single_valued(self) -> list[str]:
         """Sparse features with one id per row, in schema order."""
         multi = set(self.multi_valued)
         return [c for c in self.sparse if c not in multi]
+
+    def vocabulary_of(self, feature: str) -> str:
+        """The feature whose vocabulary encodes `feature`: a sequence's `shared_with`, else the feature itself."""
+        seq = self.sequences.get(feature)
+        return seq.shared_with if seq is not None and seq.shared_with else feature
+
+    @property
+    def sequence_columns(self) -> list[str]:
+        """Sequence columns and their action columns (read by the `sequence` embedding part, not pooled)."""
+        return [c for name, f in self.sequences.items() for c in (name, f.actions) if c is not None]
 
     def with_tasks(self, tasks: Sequence[str]) -> Schema:
         """A copy of this schema with other task label columns (e.g. a new task)."""
@@ -111,6 +157,8 @@ class Schema:
                                "multi_valued": list(self.multi_valued), "source": self.source}
         if self.hash_buckets:
             out["hash_buckets"] = dict(self.hash_buckets)
+        if self.sequences:
+            out["sequences"] = {n: f.to_dict() for n, f in self.sequences.items()}
         return out
 
     @classmethod
@@ -118,7 +166,8 @@ class Schema:
         """Rebuild a schema written by to_dict."""
         try:
             return cls(sparse=d["sparse"], dense=d["dense"], tasks=d["tasks"], multi_valued=d.get("multi_valued", []),
-                       source=d.get("source"), hash_buckets=d.get("hash_buckets") or {})
+                       source=d.get("source"), hash_buckets=d.get("hash_buckets") or {},
+                       sequences=d.get("sequences") or {})
         except (KeyError, TypeError) as e:
             raise DataError(f"not a schema dict (needs sparse, dense, tasks lists): {e}") from None
 
@@ -134,6 +183,34 @@ def _names(names: Iterable[str] | str, what: str) -> list[str]:
     dup = [n for i, n in enumerate(out) if n in out[:i]]
     if dup:
         raise DataError(f"column {dup[0]!r} appears twice in schema.{what}", column=dup[0])
+    return out
+
+
+def sequence_features(spec: Sequence[str] | Mapping[str, Any]) -> dict[str, SequenceFeature]:
+    """Check schema.sequences (a list of column names, or {column: SequenceFeature or its dict}); errors name the key."""
+    if isinstance(spec, str):
+        raise DataError(f"schema.sequences must be a list of column names or a mapping, got the string {spec!r}")
+    items = spec.items() if isinstance(spec, Mapping) else ((n, {}) for n in _names(spec, "sequences"))
+    out: dict[str, SequenceFeature] = {}
+    for name, f in items:
+        if isinstance(f, SequenceFeature):
+            f = f.to_dict()
+        if not isinstance(f, Mapping):
+            raise DataError(f"schema.sequences.{name}: expected a mapping (max_len, shared_with, actions), got {f!r}",
+                            column=str(name))
+        extra = set(f) - {"max_len", "shared_with", "actions"}
+        if extra:
+            raise DataError(f"schema.sequences.{name}.{sorted(extra)[0]}: unknown key (allowed: max_len, "
+                            "shared_with, actions)", column=str(name))
+        max_len = f.get("max_len", 50)
+        if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) or max_len < 1:
+            raise DataError(f"schema.sequences.{name}.max_len: must be an integer >= 1, got {max_len!r}",
+                            column=str(name))
+        for key in ("shared_with", "actions"):
+            if f.get(key) is not None and not isinstance(f.get(key), str):
+                raise DataError(f"schema.sequences.{name}.{key}: must be a column name, got {f.get(key)!r}",
+                                column=str(name))
+        out[str(name)] = SequenceFeature(int(max_len), f.get("shared_with"), f.get("actions"))
     return out
 
 

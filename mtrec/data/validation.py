@@ -65,6 +65,11 @@ def check_frame(
             flat[col] = flatten_lists(df[col], col)
         else:
             _check_ids(df[col], col, _row_of(df.index), nested="a list")
+    for name, seq in schema.sequences.items():
+        if seq.actions is not None and not np.array_equal(flat[name][0], flat[seq.actions][0]):
+            i = int(np.argmax(flat[name][0] != flat[seq.actions][0]))
+            raise _fail(seq.actions, df.index[i], f"has {flat[seq.actions][0][i]} values but sequence {name!r} has "
+                        f"{flat[name][0][i]}; an action column needs one value per sequence item")
     for col in schema.dense:
         _check_dense(df[col], col, df.index)
     for col in label_cols or ():

@@ -7,5 +7,5 @@ Importing this package registers them all. Recipes live in mtrec/configs/<model>
 
 from __future__ import annotations
 
-from mtrec.models import (mmoe, mptrec, ple, prompt, shared_bottom, single, stem, targets,  # noqa: F401
+from mtrec.models import (mmoe, mptrec, ple, prompt, sequence, shared_bottom, single, stem, targets,  # noqa: F401
                           task_embedding_head, task_embeddings, tower)

@@ -2,7 +2,8 @@
 All-Forward-Task-specific-Backward gating.
 
 Input: the `task_sparse_features` embedding (T+1 copies: task 0, ..., task T-1, shared) followed by the raw
-dense features, i.e. emb = [copy_0 | ... | copy_T | dense], each copy S wide, dense `num_dense` wide.
+dense features, i.e. emb = [copy_0 | ... | copy_T | dense], each copy S wide, dense `num_dense` wide (plus
+`shared_inputs` values before them that are not per-task, e.g. the `sequence` part's user vector).
 Every copy gets the dense features appended: x_k = [copy_k | dense].
 - Task t's `num_task_experts` experts read x_t; the `num_shared_experts` shared experts read x_T.
 - Task t's gate reads [x_t | x_T] and mixes *all* experts, but the other tasks' experts enter with a stop
@@ -41,10 +42,12 @@ class STEM(nn.Module):
     def __init__(self, input_dim: int, tasks: list[str], num_dense: int = 0, num_task_experts: int = 1,
                  num_shared_experts: int = 1, expert_hidden: tuple[int, ...] = (256, 128),
                  tower_hidden: tuple[int, ...] = (64, 32), gate_hidden: tuple[int, ...] = (), dropout: float = 0.0,
-                 activation: str = "relu", batch_norm: bool = False) -> None:
+                 activation: str = "relu", batch_norm: bool = False, shared_inputs: int = 0) -> None:
         super().__init__()
         check_common(tasks, dropout)
         check_at_least(num_dense, 0, "model.encoder.num_dense")
+        check_at_least(shared_inputs, 0, "model.encoder.shared_inputs")
+        num_dense += shared_inputs  # e.g. a `sequence` part's user vector before the dense values: every copy reads it
         check_at_least(num_task_experts, 1, "model.encoder.num_task_experts")
         check_at_least(num_shared_experts, 1, "model.encoder.num_shared_experts")
         check_expert_widths(expert_hidden, tower_hidden, gate_hidden)

@@ -320,7 +320,9 @@ def test_recipe_validates_and_builds(path: Path) -> None:
     features = [{"name": f"f{i}", "num_embeddings": 10 + 10 * i} for i in range(10)]
     tasks = ["t0", "t1"]
     validate_model_config(cfg["model"], {"tasks": tasks})
-    model = build_model(cfg["model"], features=features, num_dense=0, tasks=tasks)
+    sequences = [{"name": "f9", "max_len": 4, "num_embeddings": 100, "candidate": "f0", "actions": None,
+                  "num_actions": 0}]  # the multi-valued f9 as a sequence sharing f0's table (`*_seq` recipes)
+    model = build_model(cfg["model"], features=features, num_dense=0, tasks=tasks, sequences=sequences)
     batch = make_batch(features, num_dense=0, num_tasks=2)
     out = model(batch)
     assert out["logits"].shape == (B, 2) and torch.isfinite(out["loss"])

@@ -5,8 +5,11 @@ Sparse features: user_id, item_id, age_bucket (MovieLens-1M age groups), gender,
 release_year (the year for 1990 on, the decade before, 0 when unknown), genres (multi-valued genre names)
 and hist_items (multi-valued: the user's last <= 20 items rated strictly before this rating's timestamp, oldest
 first; ratings with an equal timestamp are not history). Tasks like (rating >= 4), love (rating == 5); new
-task dislike (rating <= 2). Frames also keep rating and timestamp (not features). Split: stable sort by
-timestamp, earliest 80% train, next 10% valid, last 10% test.
+task dislike (rating <= 2). Frames also keep rating and timestamp (not features) and the ordered behaviour
+sequence: `history` (the user's last <= 50 items rated strictly earlier, oldest first) with the ratings given
+(`history_ratings`, parallel). `sequences=True` puts that sequence in the schema (sharing item_id's vocabulary
+and table) instead of the pooled hist_items bag. Split: stable sort by timestamp, earliest 80% train, next 10%
+valid, last 10% test.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ AGE_GROUPS = np.array([1, 18, 25, 35, 45, 50, 56])
 SPARSE = ["user_id", "item_id", "age_bucket", "gender", "occupation", "zip_prefix", "release_year", "genres",
           "hist_items"]
 MULTI_VALUED = ["genres", "hist_items"]
+SEQUENCE = {"history": {"max_len": 50, "shared_with": "item_id", "actions": "history_ratings"}}
 
 
 def history(users: np.ndarray, items: np.ndarray, times: np.ndarray, max_len: int = 20) -> list[np.ndarray]:
@@ -53,8 +57,10 @@ def release_year(dates: pd.Series) -> np.ndarray:
     return np.nan_to_num(bucket, nan=0).astype(np.int64)
 
 
-def load_movielens_100k(history_len: int = 20, data_dir: str | Path | None = None) -> Dataset:
-    """Load MovieLens-100k with user/item/context features, rating history and the 80/10/10 time split."""
+def load_movielens_100k(history_len: int = 20, data_dir: str | Path | None = None, sequences: bool = False,
+                        sequence_len: int = 50) -> Dataset:
+    """Load MovieLens-100k with user/item/context features, rating history and the 80/10/10 time split;
+    `sequences=True`: the schema reads the ordered `history` sequence (<= `sequence_len`) instead of hist_items."""
     paths = {k: _path(f"ml100k_{k}.parquet", data_dir) for k in ("ratings", "items", "users")}
     ratings, items, users = (pd.read_parquet(p) for p in paths.values())
     items = items.assign(
@@ -69,16 +75,25 @@ def load_movielens_100k(history_len: int = 20, data_dir: str | Path | None = Non
     df = ratings.iloc[order].reset_index(drop=True)
     df["hist_items"] = history(df["user_id"].to_numpy(), df["movie_id"].to_numpy(),
                                df["timestamp"].to_numpy(), history_len)
+    keys = df["user_id"].to_numpy(), df["timestamp"].to_numpy()
+    df["history"] = history(keys[0], df["movie_id"].to_numpy(), keys[1], sequence_len)
+    df["history_ratings"] = history(keys[0], df["rating"].to_numpy(), keys[1], sequence_len)
     df = df.merge(users, on="user_id", how="left").merge(items, on="movie_id", how="left", validate="m:1")
     df = df.rename(columns={"movie_id": "item_id"})
     rating = df["rating"].to_numpy()
     df["like"] = (rating >= 4).astype(np.int64)
     df["love"] = (rating == 5).astype(np.int64)
     df["dislike"] = (rating <= 2).astype(np.int64)
-    df = df[[*SPARSE, "rating", "timestamp", *TASKS, *NEW_TASKS]]
+    df = df[[*SPARSE, "history", "history_ratings", "rating", "timestamp", *TASKS, *NEW_TASKS]]
     n = len(df)
     n_tr, n_va = int(0.8 * n), int(0.1 * n)
-    schema = Schema(sparse=list(SPARSE), dense=[], tasks=list(TASKS), multi_valued=list(MULTI_VALUED), source='movielens')
+    if sequences:
+        seq = {"history": {**SEQUENCE["history"], "max_len": sequence_len}}
+        schema = Schema(sparse=[c for c in SPARSE if c != "hist_items"], dense=[], tasks=list(TASKS),
+                        multi_valued=["genres"], source="movielens_seq", sequences=seq)
+    else:
+        schema = Schema(sparse=list(SPARSE), dense=[], tasks=list(TASKS), multi_valued=list(MULTI_VALUED),
+                        source="movielens")
     return Dataset("movielens-100k", schema, list(TASKS), list(NEW_TASKS),
                    df.iloc[:n_tr], df.iloc[n_tr:n_tr + n_va], df.iloc[n_tr + n_va:])
 
