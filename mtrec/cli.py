@@ -1,5 +1,5 @@
 """`mtrec` command line: argument parsers over mtrec.workflows (train, evaluate, predict, add-task, remove-task,
-quantize), plus data, serve, bench and report."""
+quantize), plus data, pretrain (a sequence encoder), serve, bench and report."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any, Callable
 from mtrec import workflows
 from mtrec.batch.options import BAD_ROWS, BATCH_SIZE, ON_BAD_ROWS, PRECISION, PRECISIONS
 from mtrec.errors import OutputError, UsageError
+from mtrec.pretraining import DEFAULT_OUT as DEFAULT_PRETRAIN_OUT, DEFAULT_RECIPE as DEFAULT_PRETRAIN_RECIPE
 from pretrain_stack.errors import ConfigError
 
 
@@ -126,9 +127,36 @@ def cmd_data_synthetic(args: argparse.Namespace) -> None:
     print(", ".join(f"{split}: {len(paths)} file(s)" for split, paths in written.items()) + f" in {args.out}")
 
 
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    """Pretrain a sequence encoder on a dataset's training split (what `pretrained: DIR` in a recipe loads)."""
+    from mtrec.pretraining import pretrain_encoder
+
+    overrides = [*(["--epochs", str(args.epochs)] if args.epochs else []), *(args.set or [])]
+    result = pretrain_encoder(args.dataset, args.out, recipe=args.config or DEFAULT_PRETRAIN_RECIPE,
+                              overrides=overrides, overwrite=args.overwrite)
+    test = result["test"]
+    print(f"pretrained {result['recipe']} on {result['source']['rows']} training interactions: test "
+          f"HR@10 {test['model']['hr@10_sampled']:.4f} (popularity {test['popularity']['hr@10_sampled']:.4f}, "
+          f"sampled), best epoch {result['best_epoch']}, {result['wall_seconds']:.0f} s")
+    print(f"encoder: {args.out}")
+
+
+def _add_pretrain_parser(sub: Any) -> None:
+    p = sub.add_parser("pretrain", help="pretrain a sequence encoder (pretrain_stack) on a dataset's training split")
+    p.add_argument("--dataset", default="movielens-100k", help="built-in dataset with a behaviour sequence")
+    p.add_argument("--out", default=DEFAULT_PRETRAIN_OUT, help="directory for the encoder (the *_seq recipes read "
+                   f"{DEFAULT_PRETRAIN_OUT})")
+    p.add_argument("--config", help="a pretrain_stack recipe (default: pretrain_stack/configs/sasrec.yaml)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--set", nargs="*", default=None, metavar="KEY=VALUE",
+                   help="pretrain recipe overrides, e.g. train.lr=0.002")
+    p.add_argument("--overwrite", action="store_true", help="replace an encoder already in --out")
+    p.set_defaults(func=cmd_pretrain)
+
+
 def add_data_args(p: argparse.ArgumentParser, tasks: bool = True) -> None:
     """--dataset, or --train/--valid/--test files (and --tasks): the options of workflows.load_splits."""
-    p.add_argument("--dataset", help="built-in dataset: adult, movielens-100k, synthetic")
+    p.add_argument("--dataset", help="built-in dataset: adult, movielens-100k, movielens-100k-seq, synthetic")
     p.add_argument("--train", help="training frame (Parquet/CSV) for your own data")
     p.add_argument("--valid", help="validation frame")
     p.add_argument("--test", help="test frame")
@@ -285,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtrec", description="Multi-task recommendation with prompt tuning.")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_train_parser, _add_evaluate_parser, _add_predict_parser, _add_add_task_parser,
-                _add_remove_task_parser, _add_data_parser, _add_quantize_parser):
+                _add_remove_task_parser, _add_data_parser, _add_quantize_parser, _add_pretrain_parser):
         add(sub)
     from mtrec.bench_commands import add_parser as add_bench_parser
     from mtrec.serve.commands import add_parser as add_serve_parser

@@ -99,9 +99,14 @@ def split_frame(dataset: str | None, split: str, path: Any) -> Any:
 
 
 def format_metrics(title: str, metrics: Metrics) -> str:
-    """A table of per-task AUC, logloss and rows under `title`."""
-    lines = [f"\n{title}", f"  {'task':<14}{'AUC':>8}{'logloss':>10}{'rows':>9}"]
-    lines += [f"  {task:<14}{m['auc']:>8.4f}{m['logloss']:>10.4f}{m['rows']:>9,}" for task, m in metrics.items()]
+    """A table of per-task AUC, GAUC (when a user column is named), logloss, calibration and rows under `title`."""
+    grouped = any("gauc" in m for m in metrics.values())
+    head = f"  {'task':<14}{'AUC':>8}" + (f"{'GAUC':>8}" if grouped else "") + f"{'logloss':>10}{'calib':>8}{'rows':>9}"
+    lines = [f"\n{title}", head]
+    for task, m in metrics.items():
+        gauc = f"{m.get('gauc', float('nan')):>8.4f}" if grouped else ""
+        lines.append(f"  {task:<14}{m['auc']:>8.4f}{gauc}{m['logloss']:>10.4f}{m.get('calibration', float('nan')):>8.3f}"
+                     f"{m['rows']:>9,}")
     return "\n".join(lines)
 
 

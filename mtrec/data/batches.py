@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -64,9 +65,11 @@ class EncodedFrame:
     """
 
     def __init__(self, keys: list[str], single: torch.Tensor, jagged: dict[str, _Jagged], dense: torch.Tensor,
-                 labels: torch.Tensor | None, tasks: list[str], index: pd.Index) -> None:
+                 labels: torch.Tensor | None, tasks: list[str], index: pd.Index,
+                 groups: np.ndarray | None = None) -> None:
         self.keys, self.single, self.jagged, self.dense = keys, single, jagged, dense
         self.labels, self.tasks, self.index = labels, tasks, index
+        self.groups = groups  # each row's user as an id 0..G-1 (per-user metrics), when the schema names one
         self._layout: list[tuple[str, int]] = []
         j = 0
         for k in keys:
@@ -124,7 +127,7 @@ class EncodedFrame:
                                 f.lengths.index_select(0, tidx))
         labels = None if self.labels is None else self.labels.index_select(0, tidx)
         return EncodedFrame(self.keys, self.single.index_select(1, tidx), jagged, self.dense.index_select(0, tidx),
-                            labels, self.tasks, self.index[idx])
+                            labels, self.tasks, self.index[idx], None if self.groups is None else self.groups[idx])
 
     def _slice(self, start: int, stop: int) -> Batch:
         """Rows [start, stop) as a Batch, keys in schema order (key-major values)."""
@@ -185,8 +188,14 @@ def encode_frame(df: pd.DataFrame, schema: Schema, vocabs: Vocabularies, tasks: 
     labels = None
     if label_cols:  # none asked for (predict) or none present: no labels tensor, not an empty [n, 0] one
         labels = torch.from_numpy(np.ascontiguousarray(df[label_cols].to_numpy(dtype=np.float32)))
+    groups = user_groups(df[schema.user]) if schema.user is not None and schema.user in df.columns else None
     return EncodedFrame(list(schema.sparse), torch.from_numpy(single), jagged, torch.from_numpy(dense), labels,
-                        list(label_cols or []), df.index)
+                        list(label_cols or []), df.index, groups)
+
+
+def user_groups(users: Any) -> np.ndarray:
+    """Raw user values as group ids 0..G-1 (per-user metrics; missing values form one group)."""
+    return pd.factorize(pd.Series(users), use_na_sentinel=False)[0].astype(np.int64)
 
 
 def _max_len_of(schema: Schema, feature: str) -> int | None:

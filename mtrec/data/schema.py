@@ -42,6 +42,7 @@ class Schema:
     source: str | None = None  # built-in dataset the schema came from; picks the model recipe by default
     hash_buckets: dict[str, int] = field(default_factory=dict)  # feature -> rows: `encoding: hash`, no vocabulary
     sequences: dict[str, SequenceFeature] = field(default_factory=dict)  # ordered list columns (see SequenceFeature)
+    user: str | None = None  # the column naming the user: per-user metrics (GAUC) where a frame has it
 
     def __post_init__(self) -> None:
         self.sequences = sequence_features(self.sequences)
@@ -61,6 +62,8 @@ class Schema:
         if extra:
             raise DataError(f"multi-valued column {extra[0]!r} is not a sparse feature", column=extra[0])
         self.multi_valued = [c for c in self.sparse if c in set(self.multi_valued)]
+        if self.user is not None and not isinstance(self.user, str):
+            raise DataError(f"schema.user must be a column name, got {self.user!r}")
         for name, f in self.sequences.items():
             if f.shared_with is not None and f.shared_with not in self.single_valued:
                 raise DataError(f"schema.sequences.{name}.shared_with: {f.shared_with!r} is not a single-valued "
@@ -79,6 +82,7 @@ class Schema:
         multi_valued: Sequence[str] | None = None,
         hash_buckets: Mapping[str, int] | None = None,
         sequences: Sequence[str] | Mapping[str, Any] | None = None,
+        user: str | None = None,
     ) -> Schema:
         """Infer a schema: list cells -> multi-valued sparse, str/category/bool/int -> sparse, float -> dense.
 
@@ -86,7 +90,7 @@ class Schema:
         kind (sparse or dense) that was left as None, so `sparse=[...]` alone still picks up float columns as dense.
         `hash_buckets` ({feature: rows}) hashes those sparse features into a fixed number of rows. `sequences`
         names ordered list columns (a list, or {column: {max_len, shared_with, actions}}); they and their action
-        columns become multi-valued sparse features marked as sequences.
+        columns become multi-valued sparse features marked as sequences. `user` names the user column for GAUC.
         """
         tasks = _names(tasks, "tasks")
         missing = [c for c in tasks if c not in df.columns]
@@ -120,8 +124,10 @@ class Schema:
         missing = [c for n, f in seqs.items() for c in (n, f.actions) if c is not None and c not in df.columns]
         if missing:
             raise DataError(f"sequence column {missing[0]!r} is not in the frame", column=missing[0])
+        if user is not None and user not in df.columns:
+            raise DataError(f"user column {user!r} is not in the frame", column=user)
         return cls(sparse=sparse_cols, dense=[c for c in dense_cols if c not in seqs], tasks=tasks,
-                   multi_valued=list(multi_valued), hash_buckets=dict(hash_buckets or {}), sequences=seqs)
+                   multi_valued=list(multi_valued), hash_buckets=dict(hash_buckets or {}), sequences=seqs, user=user)
 
     @property
     def single_valued(self) -> list[str]:
@@ -159,6 +165,8 @@ class Schema:
             out["hash_buckets"] = dict(self.hash_buckets)
         if self.sequences:
             out["sequences"] = {n: f.to_dict() for n, f in self.sequences.items()}
+        if self.user is not None:
+            out["user"] = self.user
         return out
 
     @classmethod
@@ -167,7 +175,7 @@ class Schema:
         try:
             return cls(sparse=d["sparse"], dense=d["dense"], tasks=d["tasks"], multi_valued=d.get("multi_valued", []),
                        source=d.get("source"), hash_buckets=d.get("hash_buckets") or {},
-                       sequences=d.get("sequences") or {})
+                       sequences=d.get("sequences") or {}, user=d.get("user"))
         except (KeyError, TypeError) as e:
             raise DataError(f"not a schema dict (needs sparse, dense, tasks lists): {e}") from None
 

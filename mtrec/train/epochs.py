@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mtrec.train.metrics import Metrics, mean_auc
+from mtrec.train.metrics import Metrics, mean_auc, per_task_line
 
 B = TypeVar("B")
 LOSS_POSTFIX_EVERY = 50  # steps between refreshes of the bar's loss / examples-per-second
@@ -201,7 +201,8 @@ class EpochLoop(Generic[B, S]):
             st.best_epoch = st.epoch
         st.history.append(record)
         if cfg.progress:
-            shown = f", {self.validation.label} {record[self.validation.key]:.4f}" if self.validation else ""
+            shown = f", {self.validation.label} {record[self.validation.key]:.4f}{per_task_line(record['valid'])}" \
+                if self.validation else ""
             rate = st.epoch_examples / max(st.epoch_seconds, 1e-9)
             tqdm.write(f"{cfg.desc} {st.epoch}: loss {record['loss']:.4f}{shown} ({rate:,.0f} examples/s, "
                        f"{st.epoch_seconds:.1f} s{cfg.suffix})")

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from mtrec.data.batches import Batch, EncodedFrame
+from mtrec.data.batches import Batch, EncodedFrame, user_groups
 from mtrec.data.io import read_frame
 from mtrec.data.stream import (REJECTED, FileSource, FileStream, ReadCounts, RejectedRows, StreamOptions,
                                epoch_accounting, is_file_source, take_options)
@@ -65,9 +65,10 @@ def seed_everything(seed: int) -> None:
 
 
 def evaluate_encoded(model: MultiTaskModel, encoded: EncodedFrame, batch_size: int = 8192) -> Metrics:
-    """Per-task AUC / logloss of the model on an encoded, labelled frame."""
+    """Per-task AUC / logloss / calibration of the model on an encoded, labelled frame (GAUC when the schema names a
+    user column and the frame has it)."""
     probs = model.predict_array(encoded, batch_size)
-    return task_metrics(encoded.labels_array(), probs, model.tasks)
+    return task_metrics(encoded.labels_array(), probs, model.tasks, groups=encoded.groups)
 
 
 def make_step(network: torch.nn.Module, optimizer: torch.optim.Optimizer, progress: Callable[[], float],
@@ -300,13 +301,17 @@ def default_run_dir(model: MultiTaskModel) -> Path:
 def evaluate_stream(model: MultiTaskModel, stream: FileStream, batch_size: int = 8192) -> Metrics:
     """Per-task AUC / logloss of the model on a scanned stream, read window by window (probabilities and labels of
     every row are kept: a few floats a row)."""
-    probs, labels = [], []
+    probs, labels, users = [], [], []
     frames, _, _ = stream.eval_windows()
+    user = model.schema.user
     for frame in frames:
         encoded = model.encode(frame)
         probs.append(model.predict_array(encoded, batch_size))
         labels.append(encoded.labels_array())
-    return task_metrics(np.concatenate(labels), np.concatenate(probs), model.tasks)
+        if user is not None and user in frame.columns:
+            users.append(frame[user].to_numpy())
+    groups = user_groups(np.concatenate(users)) if users and len(users) == len(labels) else None
+    return task_metrics(np.concatenate(labels), np.concatenate(probs), model.tasks, groups=groups)
 
 
 def dense_parameters(network: torch.nn.Module) -> dict[str, torch.nn.Parameter]:

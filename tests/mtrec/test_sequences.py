@@ -179,3 +179,57 @@ def test_a_schema_sequence_needs_a_sequence_part(toy) -> None:
     model = mtrec.build_model("mptrec", schema=schema, dataset="movielens")
     with pytest.raises(ConfigError, match="schema sequence 'hist' is read by no `sequence` part"):
         mtrec.train(model, train, epochs=1, progress=False)
+
+
+def test_gauc_is_the_impression_weighted_per_user_auc_and_matches_torchrec() -> None:
+    from torchrec.metrics.calibration import compute_calibration
+    from torchrec.metrics.gauc import compute_gauc_3d
+
+    from mtrec.train.metrics import auc, calibration, gauc, group_aucs
+
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, 60, 3000)
+    scores = rng.random(3000)
+    labels = (rng.random(3000) < 0.2 + 0.6 * scores * (users % 3 > 0)).astype(np.float32)
+    labels[users == 7] = 1.0  # a single-class user is skipped
+    scores[:300] = np.round(scores[:300], 1)  # ties count 1/2, as in auc
+    aucs, n = group_aucs(labels, scores, users)
+    loop = {u: auc(labels[users == u], scores[users == u]) for u in range(60)}
+    assert np.isnan(aucs[7]) and np.isnan(loop[7])
+    ok = [u for u in range(60) if not np.isnan(loop[u])]
+    np.testing.assert_allclose(aucs[ok], [loop[u] for u in ok], rtol=0, atol=1e-12)
+    m = gauc(labels, scores, users)
+    weighted = sum(loop[u] * (users == u).sum() for u in ok) / sum((users == u).sum() for u in ok)
+    assert m["gauc_groups"] == 59 and abs(m["gauc"] - weighted) < 1e-12
+    untied = rng.random(3000)  # torchrec's definition, unweighted, on scores without ties
+    order = np.argsort(users, kind="stable")
+    counts = np.bincount(users)
+    width = counts.max()
+    pad = lambda x: torch.tensor(np.stack([np.r_[x[order][s:s + c], np.zeros(width - c)]  # noqa: E731
+                                           for s, c in zip(np.r_[0, np.cumsum(counts)[:-1]], counts)]))[None]
+    ref = compute_gauc_3d(pad(untied), pad(labels.astype(np.float64)), pad(np.ones(3000)))
+    ours = gauc(labels, untied, users)
+    assert abs(ours["gauc_unweighted"] - float(ref["auc_sum"][0] / ref["num_samples"][0])) < 1e-6
+    p = torch.tensor(scores)[None]
+    y = torch.tensor(labels, dtype=torch.float64)[None]
+    want = compute_calibration((p * 1).sum(-1), y.sum(-1))
+    assert abs(calibration(labels, scores) - float(want[0])) < 1e-9
+
+
+def test_evaluate_reports_gauc_and_calibration_when_a_user_column_is_named(toy) -> None:
+    train, test, schema = toy
+    named = Schema.from_dict({**schema.to_dict(), "user": "user"})
+    model = mtrec.build_model("mptrec", schema=named, recipe=seq_recipe("mptrec", "last"))
+    mtrec.train(model, train, epochs=1, batch_size=128, seed=0, max_steps=2, progress=False, compile=False)
+    metrics = mtrec.evaluate(model, test)
+    probs = model.predict(test)
+    from mtrec.train.metrics import gauc, task_metrics
+    from mtrec.workflows import format_metrics
+
+    for task in ("click", "buy"):
+        want = gauc(test[task].to_numpy(), probs[task].to_numpy(), test["user"].to_numpy())["gauc"]
+        assert abs(metrics[task]["gauc"] - want) < 1e-12
+        assert abs(metrics[task]["calibration"] - probs[task].mean() / test[task].mean()) < 1e-5
+    assert "gauc" not in task_metrics(test[["click"]].to_numpy(), probs[["click"]].to_numpy(), ["click"])["click"]
+    text = format_metrics("test", metrics)
+    assert "GAUC" in text and "calib" in text

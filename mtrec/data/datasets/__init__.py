@@ -41,6 +41,11 @@ def _movielens(**kwargs: Any) -> Dataset:
     return load_movielens_100k(**kwargs)
 
 
+def _movielens_seq(**kwargs: Any) -> Dataset:
+    """MovieLens-100k whose schema reads the ordered `history` sequence (the `*_movielens_seq` recipes)."""
+    return _movielens(sequences=True, **kwargs)
+
+
 def _synthetic(**kwargs: Any) -> Dataset:
     from mtrec.data.datasets.synthetic import synthetic
 
@@ -50,6 +55,7 @@ def _synthetic(**kwargs: Any) -> Dataset:
 LOADERS: dict[str, Callable[..., Dataset]] = {
     "adult": _adult,
     "movielens-100k": _movielens,
+    "movielens-100k-seq": _movielens_seq,
     "synthetic": _synthetic,
 }
 
@@ -60,7 +66,8 @@ def names() -> list[str]:
 
 
 def load(name: str, **kwargs: Any) -> Dataset:
-    """Load a built-in dataset by name ("adult", "movielens-100k", "synthetic"); kwargs go to its loader."""
+    """Load a built-in dataset by name ("adult", "movielens-100k", "movielens-100k-seq", "synthetic"); kwargs go to
+    its loader."""
     try:
         loader = LOADERS[name]
     except (KeyError, TypeError):

@@ -9,7 +9,7 @@ task dislike (rating <= 2). Frames also keep rating and timestamp (not features)
 sequence: `history` (the user's last <= 50 items rated strictly earlier, oldest first) with the ratings given
 (`history_ratings`, parallel). `sequences=True` puts that sequence in the schema (sharing item_id's vocabulary
 and table) instead of the pooled hist_items bag. Split: stable sort by timestamp, earliest 80% train, next 10%
-valid, last 10% test.
+valid, last 10% test. The schema names user_id as the user column (GAUC in evaluate and the training log).
 """
 
 from __future__ import annotations
@@ -90,10 +90,10 @@ def load_movielens_100k(history_len: int = 20, data_dir: str | Path | None = Non
     if sequences:
         seq = {"history": {**SEQUENCE["history"], "max_len": sequence_len}}
         schema = Schema(sparse=[c for c in SPARSE if c != "hist_items"], dense=[], tasks=list(TASKS),
-                        multi_valued=["genres"], source="movielens_seq", sequences=seq)
+                        multi_valued=["genres"], source="movielens_seq", sequences=seq, user="user_id")
     else:
         schema = Schema(sparse=list(SPARSE), dense=[], tasks=list(TASKS), multi_valued=list(MULTI_VALUED),
-                        source="movielens")
+                        source="movielens", user="user_id")
     return Dataset("movielens-100k", schema, list(TASKS), list(NEW_TASKS),
                    df.iloc[:n_tr], df.iloc[n_tr:n_tr + n_va], df.iloc[n_tr + n_va:])
 
