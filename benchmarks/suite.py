@@ -83,6 +83,10 @@ SUITE = [
     Benchmark("continual", "benchmarks.continual", "Sequences of task additions", {
         "quick": ["--datasets", "synthetic", "--rows", "12000", "--seeds", "0", "--epochs", "2"],
         "full": ["--datasets", "synthetic", "adult", "movielens-100k", "--seeds", "0", "1", "2"]}),
+    Benchmark("sequences", "benchmarks.sequences", "Behaviour sequences", {
+        "quick": ["--seeds", "0", "--epochs", "1", "--pretrain-epochs", "2", "--max-len", "20", "--variants", "bag",
+                  "scratch-last", "frozen-last", "finetuned-last"],
+        "full": ["--seeds", "0", "1", "2"]}),
     Benchmark("throughput", "benchmarks.throughput", "Training throughput", {
         "quick": ["--batch-sizes", "256", "2048", "--steps", "10", "--rounds", "2", "--variants", "fp32", "bf16",
                   "--big-batch-sizes", "512", "8192", "--max-seconds", "2"],

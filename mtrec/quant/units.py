@@ -49,9 +49,14 @@ class Unit:
 
 
 def find_units(network: nn.Module) -> list[Unit]:
-    """Every table of every TorchRec EBC and every BatchedLinear / nn.Linear, in module order."""
+    """Every table of every TorchRec EBC and every BatchedLinear / nn.Linear, in module order (a `sequence` part's
+    transformer feed-forward layers and attention scorer included); the output projection of an
+    nn.MultiheadAttention is not a unit: the attention kernel reads its weight tensor directly."""
     units: list[Unit] = []
+    inside_attention = {id(m.out_proj) for m in network.modules() if isinstance(m, nn.MultiheadAttention)}
     for path, module in network.named_modules():
+        if id(module) in inside_attention:
+            continue
         if isinstance(module, EmbeddingBagCollection):
             for config in module.embedding_bag_configs():
                 units.append(Unit(f"{path}:{config.name}", "table", path, config.name,
@@ -106,9 +111,20 @@ def convert(network: nn.Module, plan: dict[str, str]) -> nn.Module:
 
 
 def replace_module(root: nn.Module, path: str, module: nn.Module) -> None:
-    """Put `module` at dotted `path` inside `root`."""
+    """Put `module` at dotted `path` inside `root`. A transformer layer given a quantized feed-forward layer is kept
+    off torch's fused inference kernel (which reads linear1/linear2 as float weight tensors) by a no-op pre-hook,
+    the switch nn.TransformerEncoderLayer itself checks."""
     parent_path, _, child = path.rpartition(".")
-    setattr(root.get_submodule(parent_path), child, module)
+    parent = root.get_submodule(parent_path)
+    setattr(parent, child, module)
+    if isinstance(parent, nn.TransformerEncoderLayer) and not isinstance(module, nn.Linear) \
+            and _standard_path not in parent._forward_pre_hooks.values():
+        parent.register_forward_pre_hook(_standard_path)
+
+
+def _standard_path(module: nn.Module, args: tuple) -> None:
+    """A forward pre-hook that changes nothing: its presence makes the layer run its module-by-module path."""
+    return None
 
 
 def network_bytes(network: nn.Module) -> int:

@@ -46,7 +46,7 @@ class Workbench:
         if key not in self._cache:
             self._cache[key] = copy.deepcopy(layer) if precision == "fp32" else quantize_dense(layer, precision, relu)
         parent = self.network.get_submodule(parent_path)
-        setattr(parent, child, self._cache[key])
+        replace_module(self.network, unit.module, self._cache[key])
         if relu:
             names = list(parent._modules)
             follower = names[names.index(child) + 1]

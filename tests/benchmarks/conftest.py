@@ -23,6 +23,32 @@ def _bench(module: str, results: dict[str, Any], seeds: list[int]) -> dict[str, 
             "environment": ENV, "results": results}
 
 
+def sequence_runs() -> list[dict[str, Any]]:
+    """benchmarks.sequences runs: the bag at 0.71 / 0.67, scratch-last +0.005, finetuned-last +0.02, 2 seeds."""
+    runs = []
+    for seed in (0, 1):
+        for variant, gain in (("bag", 0.0), ("scratch-last", 0.005), ("finetuned-last", 0.02)):
+            test = {t: {"auc": base + gain + 0.001 * seed, "gauc": base - 0.01 + gain, "calibration": 1.0}
+                    for t, base in (("like", 0.71), ("love", 0.67))}
+            runs.append({"variant": variant, "seed": seed, "test": test, "seconds_per_epoch": 10.0 + 5 * gain,
+                         "epochs_run": 3, "parameters": 1000, "trainable": 900})
+    return runs
+
+
+@pytest.fixture
+def sequence_bench_runs() -> list[dict[str, Any]]:
+    """Synthetic benchmarks.sequences runs (see sequence_runs)."""
+    return sequence_runs()
+
+
+def sequence_results() -> dict[str, Any]:
+    from benchmarks.sequences import summarize
+
+    runs = sequence_runs()
+    summary, _ = summarize(runs, ["bag", "scratch-last", "finetuned-last"])
+    return {"runs": runs, "summary": summary, "seeds": [0, 1], "epochs": None, "pretrain": {"encoder": "x"}}
+
+
 def _multitask(rng: np.random.Generator) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for dataset, tasks in {"adult": ["income", "married"], "movielens-100k": ["click", "like"]}.items():
@@ -131,7 +157,8 @@ def synthetic_results() -> dict[str, Any]:
                "inference": _bench("benchmarks.inference", _inference(), [0]),
                "scaling": _bench("benchmarks.scaling", _scaling(), [0]),
                "serve_load": _bench("benchmarks.serve_load", _serve_load(), [0]),
-               "batch_predict": _bench("benchmarks.batch_predict", _batch_predict(), [0])}
+               "batch_predict": _bench("benchmarks.batch_predict", _batch_predict(), [0]),
+               "sequences": _bench("benchmarks.sequences", sequence_results(), [0, 1])}
     return {"schema_version": SCHEMA_VERSION,
             "suite": {"profile": "quick", "profile_description": PROFILES["quick"], "created": "2026-12-01T00:00:00Z",
                       "finished": "2026-12-01T00:12:00Z", "wall_seconds": 700.0, "attempts": 1, "run_dir": "x"},
