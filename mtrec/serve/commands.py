@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
-from mtrec.serve.runner import HOST, PORT
+from mtrec.serve.protocol import MAX_REQUEST_BYTES
+from mtrec.serve.runner import HOST, PORT, ServiceDown
 
 
 def add_parser(sub: Any) -> None:
@@ -16,11 +18,18 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--port", type=int, default=PORT)
     p.add_argument("--host", default=HOST, help=f"address the HTTP proxy binds (default {HOST}, loopback)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per replica")
+    p.add_argument("--max-request-bytes", type=int, default=MAX_REQUEST_BYTES,
+                   help=f"largest request body accepted; larger ones are answered 413 (default {MAX_REQUEST_BYTES})")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:
-    """Serve until Ctrl-C."""
+    """Serve until Ctrl-C; exit 1 when the service goes down underneath (its Ray cluster died)."""
     from mtrec.serve import serve_forever
 
-    serve_forever(args.checkpoint, replicas=args.replicas, port=args.port, host=args.host, threads=args.threads)
+    try:
+        serve_forever(args.checkpoint, replicas=args.replicas, port=args.port, host=args.host, threads=args.threads,
+                      max_request_bytes=args.max_request_bytes)
+    except ServiceDown as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)

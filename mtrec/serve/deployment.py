@@ -18,7 +18,8 @@ from starlette.responses import JSONResponse
 
 from mtrec.data.batches import EncodedFrame
 from mtrec.errors import DataError
-from mtrec.serve.protocol import error_body, parse_rows, predictions
+from mtrec.serve.grpc_bind import bind_replica_grpc_to_node_ip
+from mtrec.serve.protocol import MAX_REQUEST_BYTES, RequestTooLarge, error_body, parse_rows, predictions, read_body
 
 logger = logging.getLogger("mtrec.serve")
 
@@ -45,8 +46,10 @@ class PredictorServer:
     """GET /health and POST /predict for one checkpoint."""
 
     def __init__(self, checkpoint: str, threads: int = 1, max_batch_size: int = MAX_BATCH_SIZE,
-                 batch_wait_s: float = BATCH_WAIT_S) -> None:
+                 batch_wait_s: float = BATCH_WAIT_S, max_request_bytes: int = MAX_REQUEST_BYTES) -> None:
+        bind_replica_grpc_to_node_ip()
         torch.set_num_threads(threads)
+        self.max_request_bytes = max_request_bytes
         self.predictor, self.info = load_predictor(checkpoint)
         self.score.set_max_batch_size(max_batch_size)
         self.score.set_batch_wait_timeout_s(batch_wait_s)
@@ -65,6 +68,8 @@ class PredictorServer:
                 return await self._predict(request)
             return JSONResponse({"error": f"no route {request.method} {path}; use GET /health or POST /predict"},
                                 status_code=404)
+        except RequestTooLarge as exc:
+            return JSONResponse(error_body(exc), status_code=413)
         except DataError as exc:
             return JSONResponse(error_body(exc), status_code=400)
         except Exception as exc:  # a bug, not bad input: answer and keep the replica serving
@@ -72,7 +77,8 @@ class PredictorServer:
             return JSONResponse({"error": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
 
     async def _predict(self, request: Request) -> JSONResponse:
-        rows = parse_rows(await request.body())
+        body = await read_body(request.stream(), self.max_request_bytes, request.headers.get("content-length"))
+        rows = parse_rows(body)
         encoded = self.predictor.encode(self.predictor.frame_of_rows(rows))
         probs = await self.score(encoded)
         return JSONResponse({"model": self.info["model"], "tasks": self.info["tasks"],
