@@ -48,7 +48,7 @@ def configurations(model: mtrec.MultiTaskModel, valid: pd.DataFrame, max_auc_dro
     configs: dict[str, QuantizedModel | None] = {"fp32 eager": None,
                                                  "fp32 predictor": QuantizedModel.from_model(model, {})}
     for name, (tables, dense) in UNIFORM.items():
-        configs[name] = QuantizedModel.from_model(model, uniform_plan(model, tables, dense))
+        configs[name] = QuantizedModel.from_model(model, uniform_plan(model, tables, dense), calibration=valid)
     configs["auto"] = quantize(model, valid, max_auc_drop=max_auc_drop, objective=objective, progress=True)
     return configs
 

@@ -25,13 +25,25 @@ from pretrain_stack.errors import ConfigError
 
 
 def task_probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """Sigmoid of [B, T] logits (or of one task's [B]) one task column at a time, so a task's probabilities do not
-    depend on how many tasks sit beside it (the CPU kernel's vectorized body and scalar tail round differently).
-    Every scoring path (model.predict, the Predictor, distributed evaluation, new-task fits, batch scoring, the
-    endpoint) goes through it, so an old task's scores are the same bits on all of them."""
+    """Sigmoid of [B, T] logits (or of one task's [B]) one task column at a time, each padded to whole vector
+    blocks and cut into single-threaded chunks, so no element ever lands in the CPU kernel's scalar tail (which
+    rounds differently from its vectorized body): a row's probability depends neither on how many tasks sit beside
+    it nor on its position or neighbours in the batch. Every scoring path (model.predict, the Predictor,
+    distributed evaluation, new-task fits, batch scoring, the endpoint) goes through it, so a row's scores are the
+    same bits on all of them."""
     if logits.dim() == 1:
-        return torch.sigmoid(logits.contiguous())
-    return torch.stack([torch.sigmoid(logits[:, t].contiguous()) for t in range(logits.shape[1])], dim=1)
+        return _sigmoid_column(logits)
+    return torch.stack([_sigmoid_column(logits[:, t]) for t in range(logits.shape[1])], dim=1)
+
+
+SIGMOID_BLOCK = 64  # a multiple of every CPU vector width times ATen's 2x unrolled loop
+SIGMOID_CHUNK = 32768  # ATen's parallel grain size: a chunk this long runs on one thread, unsplit
+
+
+def _sigmoid_column(x: torch.Tensor) -> torch.Tensor:
+    n = x.shape[0]
+    padded = torch.nn.functional.pad(x.contiguous(), (0, (-n) % SIGMOID_BLOCK))
+    return torch.cat([torch.sigmoid(chunk) for chunk in padded.split(SIGMOID_CHUNK)])[:n]
 
 
 class NotTrainedError(RuntimeError):

@@ -296,7 +296,7 @@ def quantize_checkpoint(checkpoint: str | Path, calibration: Any = None, precisi
         raise QuantizationError(f"{checkpoint} is already quantized; quantize the fp32 checkpoint")
     if precision:
         return QuantizeReport(QuantizedModel.from_model(model, preset_plan(model, precision),
-                                                        {"mode": f"uniform {precision}"}))
+                                                        {"mode": f"uniform {precision}"}, calibration))
     return QuantizeReport(quantize(model, calibration, **{k: v for k, v in options.items() if v is not None}))
 
 

@@ -1,7 +1,11 @@
 """INT8 / FP16 dense layers on FBGEMM: drop-in inference replacements for `BatchedLinear` and `nn.Linear`.
 
-INT8 is dynamic quantization: weights are int8 per output channel (symmetric, scale = max|w| / 127), activations
-are quantized per call by `torch.ops.quantized.linear_dynamic`. FP16 keeps fp16 weights and computes in fp32
+INT8 weights are int8 per output channel (symmetric, scale = max|w| / 127). Activations use a static scale and
+zero point calibrated on calibration data (`calibrate`, after SAMP): FBGEMM quantizes the input with them and runs
+the int8 GEMM (`linear_with_input_q_dq_qweight_dq_output_fp32`), so a row's output never depends on the other rows
+of its batch (dynamic quantization took the activation range of the whole batch: the same row scored differently
+in different company). An uncalibrated layer quantizes each row with its own scale and multiplies in exact int32
+(`torch._int_mm`): also independent of the batch, slower. FP16 keeps fp16 weights and computes in fp32
 (`linear_dynamic_fp16`). A stack of `n` members whose input is shared ([B, in]) runs as ONE GEMM over the
 members' concatenated weights; a member-first input ([n, B, in]) runs one GEMM per member (FBGEMM has no
 batched int8 GEMM). A following ReLU can be fused into the kernel (`relu=True`).
@@ -24,7 +28,8 @@ from mtrec.models.layers import BatchedLinear
 from mtrec.quant.precision import QuantizationError
 
 _OPS = {
-    ("int8", False): torch.ops.quantized.linear_dynamic, ("int8", True): torch.ops.quantized.linear_relu_dynamic,
+    ("int8", False): torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32,
+    ("int8", True): torch.ops.quantized.linear_with_input_q_dq_qweight_dq_relu_output_fp32,
     ("fp16", False): torch.ops.quantized.linear_dynamic_fp16,
     ("fp16", True): torch.ops.quantized.linear_relu_dynamic_fp16,
 }
@@ -38,6 +43,14 @@ def reduce_range() -> bool:
     except OSError:
         return True
     return not ("avx512_vnni" in flags or "avx_vnni" in flags)
+
+
+def activation_qparams(low: float, high: float) -> tuple[float, int]:
+    """(scale, zero point) of an unsigned 8-bit (7-bit without VNNI) affine quantization covering [low, high] and 0."""
+    low, high = min(float(low), 0.0), max(float(high), 0.0)
+    levels = 127 if reduce_range() else 255
+    scale = (high - low) / levels if high > low else 1.0
+    return scale, int(min(max(round(-low / scale), 0), levels))
 
 
 def int8_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,8 +87,11 @@ class _PackedLinear(nn.Module):
         self.register_buffer("weight", torch.zeros(n, out_features, in_features, dtype=dtype))
         self.register_buffer("scale", torch.ones(n, out_features) if precision == "int8" else torch.zeros(0))
         self.register_buffer("bias", torch.zeros(n, out_features))
+        # int8: static activation (scale, zero point) from calibration; scale 0 = uncalibrated (per-row scales)
+        self.register_buffer("input_qparams", torch.zeros(2 if precision == "int8" else 0, dtype=torch.float64))
         self._members: list[Any] | None = None
         self._shared: Any = None
+        self._int_weights: list[torch.Tensor] | None = None
 
     def set_weights(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         """Quantize fp32 weights [n, out, in] (and bias [n, out], None = zeros) into this layer's state."""
@@ -89,8 +105,19 @@ class _PackedLinear(nn.Module):
             self.bias.copy_(bias.detach() if bias is not None else torch.zeros_like(self.bias))
         self._invalidate()
 
+    def calibrate(self, low: float, high: float) -> None:
+        """Fix the activation quantization to cover [low, high] (the input range seen on calibration data)."""
+        if self.precision == "int8":
+            scale, zero_point = activation_qparams(low, high)
+            self.input_qparams.copy_(torch.tensor([scale, zero_point], dtype=torch.float64))
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether an int8 layer has static activation parameters."""
+        return self.precision == "int8" and float(self.input_qparams[0]) > 0
+
     def _invalidate(self) -> None:
-        self._members, self._shared = None, None
+        self._members, self._shared, self._int_weights = None, None, None
 
     def _pack(self, weight: torch.Tensor, scale: torch.Tensor | None, bias: torch.Tensor) -> Any:
         return _prepack(self.precision, weight, scale, bias)
@@ -109,12 +136,28 @@ class _PackedLinear(nn.Module):
             self._shared = self._pack(self.weight.reshape(-1, self.in_features), scale, self.bias.reshape(-1))
         return self._shared
 
-    def run(self, x: torch.Tensor, packed: Any) -> torch.Tensor:
-        """One FBGEMM call on a 2-D input."""
-        op = _OPS[(self.precision, self.relu)]
-        if self.precision == "int8":
-            return op(x, packed, reduce_range())
-        return op(x, packed)
+    def run(self, x: torch.Tensor, packed: Any, member: int | None = None) -> torch.Tensor:
+        """One FBGEMM call on a 2-D input (`member` None: all members' shared GEMM)."""
+        if self.precision == "fp16":
+            return _OPS[("fp16", self.relu)](x, packed)
+        if not self.calibrated:
+            return self._per_row(x, member)
+        scale, zero_point = self.input_qparams.tolist()
+        return _OPS[("int8", self.relu)](x.float().contiguous(), scale, int(zero_point), packed)
+
+    def _per_row(self, x: torch.Tensor, member: int | None) -> torch.Tensor:
+        """Uncalibrated int8: each row quantized with its own symmetric scale, exact int32 products."""
+        if self._int_weights is None:
+            self._int_weights = [self.weight.reshape(-1, self.in_features).t().contiguous(),
+                                 *(self.weight[i].t().contiguous() for i in range(self.n))]
+        weight = self._int_weights[0 if member is None else member + 1]
+        w_scale = self.scale.reshape(-1) if member is None else self.scale[member]
+        bias = self.bias.reshape(-1) if member is None else self.bias[member]
+        amax = x.detach().abs().amax(dim=1, keepdim=True).float()
+        row_scale = torch.where(amax > 0, amax / 127.0, torch.ones_like(amax))
+        q = torch.clamp(torch.round(x.float() / row_scale), -127, 127).to(torch.int8)
+        y = torch._int_mm(q, weight).float() * (row_scale * w_scale) + bias
+        return torch.relu(y) if self.relu else y
 
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         super()._load_from_state_dict(*args, **kwargs)
@@ -122,7 +165,7 @@ class _PackedLinear(nn.Module):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_members"], state["_shared"] = None, None
+        state["_members"], state["_shared"], state["_int_weights"] = None, None, None
         return state
 
     def extra_repr(self) -> str:
@@ -145,7 +188,7 @@ class QuantBatchedLinear(_PackedLinear):
             y = self.run(x, self.shared())
             return y.view(x.shape[0], self.n, self.out_features).transpose(0, 1)
         packed = self.members()
-        return torch.stack([self.run(x[i], packed[i]) for i in range(self.n)])
+        return torch.stack([self.run(x[i], packed[i], i) for i in range(self.n)])
 
 
 class QuantLinear(_PackedLinear):
@@ -163,12 +206,19 @@ class QuantLinear(_PackedLinear):
         return self.run(flat, self.shared()).reshape(*x.shape[:-1], self.out_features)
 
 
-def quantize_dense(layer: nn.Module, precision: str, relu: bool = False) -> nn.Module:
-    """The int8/fp16 replacement of a `BatchedLinear` or `nn.Linear`; the layer itself for fp32."""
+def quantize_dense(layer: nn.Module, precision: str, relu: bool = False,
+                   input_range: tuple[float, float] | None = None) -> nn.Module:
+    """The int8/fp16 replacement of a `BatchedLinear` or `nn.Linear` (int8 activations calibrated to `input_range`
+    when given); the layer itself for fp32."""
     if precision == "fp32":
         return layer
     if isinstance(layer, BatchedLinear):
-        return QuantBatchedLinear.from_float(layer, precision, relu)
-    if isinstance(layer, nn.Linear):
-        return QuantLinear.from_float(layer, precision, relu)
-    raise QuantizationError(f"cannot quantize a {type(layer).__name__}; dense units are BatchedLinear or nn.Linear")
+        out: _PackedLinear = QuantBatchedLinear.from_float(layer, precision, relu)
+    elif isinstance(layer, nn.Linear):
+        out = QuantLinear.from_float(layer, precision, relu)
+    else:
+        raise QuantizationError(f"cannot quantize a {type(layer).__name__}; dense units are BatchedLinear or "
+                                "nn.Linear")
+    if input_range is not None:
+        out.calibrate(*input_range)
+    return out

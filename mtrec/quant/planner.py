@@ -29,6 +29,7 @@ from mtrec.data.batches import EncodedFrame
 from mtrec.data.io import read_frame
 from mtrec.errors import DataError
 from mtrec.model import MultiTaskModel
+from mtrec.quant.calibrate import activation_ranges
 from mtrec.quant.dense import quantize_dense
 from mtrec.quant.measure import auc_drops, median_seconds
 from mtrec.quant.precision import QuantizationError
@@ -88,6 +89,7 @@ class _Search:
     labels: np.ndarray
     base_auc: dict[str, float]
     base_probs: np.ndarray
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     evaluations: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -140,7 +142,7 @@ def quantize(model: MultiTaskModel, calibration: pd.DataFrame | str | None = Non
         report["history"] = search.history
     else:
         plan = uniform_plan(model, "int8" if mode == "fully_quant" else "fp32", "int8")
-    quantized = QuantizedModel.from_model(model, plan, report)
+    quantized = QuantizedModel.from_model(model, plan, report, search.encoded if search is not None else None)
     if search is not None:
         probs = quantized.predict_array(search.encoded)
         report["auc_fp32"] = search.base_auc
@@ -163,7 +165,9 @@ def _prepare(model: MultiTaskModel, units: list[Unit], calibration: pd.DataFrame
     if one_class:
         raise DataError(f"calibration data: label column {one_class[0]!r} has a single class; AUC needs both "
                         "positive and negative rows for every task", column=one_class[0])
-    search = _Search(model, Workbench(model.require_network(), units), encoded, labels, {}, np.zeros(0))
+    ranges = activation_ranges(model.require_network(), encoded, units)
+    search = _Search(model, Workbench(model.require_network(), units, ranges), encoded, labels, {}, np.zeros(0),
+                     ranges)
     search.base_probs = search.probabilities({})
     search.base_auc = task_aucs(labels, search.base_probs, model.tasks)
     return search
@@ -179,7 +183,7 @@ def _measure(search: _Search, units: list[Unit], batch_size: int, repeats: int,
     pairs = [(u, p) for u in units for p in u.precisions if p != "fp32"]
     for unit, precision in tqdm(pairs, desc="quantize: sensitivity", disable=not progress):
         probs = search.probabilities({unit.name: precision})
-        fp32_s, saved_s = _unit_seconds(network, base, unit, precision, inputs, repeats)
+        fp32_s, saved_s = _unit_seconds(network, base, unit, precision, inputs, repeats, search.ranges)
         out.setdefault(unit.name, []).append(Candidate(
             unit.name, precision, search.drops(probs), float(np.abs(probs - search.base_probs).max()),
             unit.nbytes("fp32", network) - unit.nbytes(precision, network), saved_s, fp32_s, network_seconds))
@@ -208,7 +212,7 @@ def _captured_inputs(predictor: Predictor, encoded: EncodedFrame, units: list[Un
 
 
 def _unit_seconds(network: nn.Module, base: nn.Module, unit: Unit, precision: str, inputs: dict[str, tuple],
-                  repeats: int) -> tuple[float, float]:
+                  repeats: int, ranges: dict[str, tuple[float, float]]) -> tuple[float, float]:
     """(fp32 CPU seconds of the unit per batch, seconds saved at `precision`); (0, 0) if inference never runs it."""
     args = inputs.get(unit.module)
     if args is None:
@@ -222,7 +226,7 @@ def _unit_seconds(network: nn.Module, base: nn.Module, unit: Unit, precision: st
         parent = network.get_submodule(parent_path)
         layer = parent.get_submodule(child)
         relu = fused_relu(parent, child)
-        candidate = quantize_dense(layer, precision, relu)
+        candidate = quantize_dense(layer, precision, relu, ranges.get(unit.module))
         fp32_fn = (lambda: torch.relu(layer(*args))) if relu else (lambda: layer(*args))
         quant_fn = lambda: candidate(*args)  # noqa: E731
     with torch.inference_mode():

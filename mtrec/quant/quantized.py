@@ -12,6 +12,7 @@ from mtrec.data.batches import EncodedFrame
 from mtrec.data.schema import Schema
 from mtrec.data.vocab import Vocabularies
 from mtrec.model import ModelSpec, MultiTaskModel
+from mtrec.quant.calibrate import activation_ranges
 from mtrec.quant.predictor import Predictor
 from mtrec.quant.units import check_plan, convert, find_units, network_bytes
 from mtrec.recipe import Recipe
@@ -63,12 +64,20 @@ class QuantizedModel:
         return [dict(e) for e in self._spec.extensions]
 
     @classmethod
-    def from_model(cls, model: MultiTaskModel, plan: dict[str, str],
-                   report: dict[str, Any] | None = None) -> QuantizedModel:
-        """Convert `model`'s network with `plan` (units it does not name stay fp32)."""
+    def from_model(cls, model: MultiTaskModel, plan: dict[str, str], report: dict[str, Any] | None = None,
+                   calibration: pd.DataFrame | str | EncodedFrame | None = None) -> QuantizedModel:
+        """Convert `model`'s network with `plan` (units it does not name stay fp32). With `calibration` rows, int8
+        dense layers get static activation scales from the input ranges seen on them (fast); without, each row is
+        quantized with its own scale. Either way a row's score does not depend on its batch."""
         network = model.require_network()
-        full = check_plan(find_units(network), plan)
-        return cls(model.spec(), full, convert(network, full), report)
+        units = find_units(network)
+        full = check_plan(units, plan)
+        ranges = None
+        if calibration is not None and "int8" in {full[u.name] for u in units if u.kind == "dense"}:
+            encoded = calibration if isinstance(calibration, EncodedFrame) else \
+                model.encode(calibration, require_labels=False)
+            ranges = activation_ranges(network, encoded, units)
+        return cls(model.spec(), full, convert(network, full, ranges), report)
 
     @property
     def nbytes(self) -> int:

@@ -86,9 +86,11 @@ def fused_relu(parent: nn.Module, child: str) -> bool:
     return i + 1 < len(names) and isinstance(parent._modules[names[i + 1]], nn.ReLU)
 
 
-def convert(network: nn.Module, plan: dict[str, str]) -> nn.Module:
+def convert(network: nn.Module, plan: dict[str, str], ranges: dict[str, tuple[float, float]] | None = None
+            ) -> nn.Module:
     """An inference copy of `network`: every EBC in FBGEMM's table-batched kernel (tables at their planned
-    precision), planned dense units in int8/fp16 with a following ReLU fused; eval mode."""
+    precision), planned dense units in int8/fp16 with a following ReLU fused (int8 activations calibrated to
+    `ranges`, {module path: input (min, max)}); eval mode."""
     units = find_units(network)
     full = check_plan(units, plan)
     out = copy.deepcopy(network).eval()
@@ -103,7 +105,8 @@ def convert(network: nn.Module, plan: dict[str, str]) -> nn.Module:
         parent_path, _, child = unit.module.rpartition(".")
         parent = out.get_submodule(parent_path)
         relu = fused_relu(parent, child)
-        replace_module(out, unit.module, quantize_dense(parent.get_submodule(child), precision, relu))
+        replace_module(out, unit.module, quantize_dense(parent.get_submodule(child), precision, relu,
+                                                        (ranges or {}).get(unit.module)))
         if relu:
             names = list(parent._modules)
             parent._modules[names[names.index(child) + 1]] = nn.Identity()

@@ -16,10 +16,12 @@ from mtrec.quant.units import Unit, check_plan, convert, fused_relu, replace_mod
 
 
 class Workbench:
-    """`network` converted once; `apply(plan)` switches units to the plan's precisions in place."""
+    """`network` converted once; `apply(plan)` switches units to the plan's precisions in place (int8 dense units
+    calibrated to `ranges`)."""
 
-    def __init__(self, network: nn.Module, units: list[Unit]) -> None:
-        self.source, self.units = network, units
+    def __init__(self, network: nn.Module, units: list[Unit],
+                 ranges: dict[str, tuple[float, float]] | None = None) -> None:
+        self.source, self.units, self.ranges = network, units, dict(ranges or {})
         self.network = convert(network, {})
         self.current = {u.name: "fp32" for u in units}
         self._cache: dict[tuple[str, str], nn.Module] = {}
@@ -44,7 +46,8 @@ class Workbench:
         relu = fused_relu(source_parent, child)
         key = (unit.name, precision)
         if key not in self._cache:
-            self._cache[key] = copy.deepcopy(layer) if precision == "fp32" else quantize_dense(layer, precision, relu)
+            self._cache[key] = copy.deepcopy(layer) if precision == "fp32" else \
+                quantize_dense(layer, precision, relu, self.ranges.get(unit.module))
         parent = self.network.get_submodule(parent_path)
         replace_module(self.network, unit.module, self._cache[key])
         if relu:

@@ -2,6 +2,10 @@
 cluster. One loopback service (one replica) is started for the module; the CLI is run as a subprocess where its
 exit code is the point.
 
+Case 9 through the endpoint: the served checkpoint is calibrated int8 (every table and dense layer); rows sent
+alone and in random batches by 8 concurrent clients (so Serve merges requests into one network pass) come back
+bit-identical to in-process scoring.
+
 Case 2: Ray 2.60's replica binds its inter-deployment gRPC server to `[::]:0` with no option to change it; mtrec
 rebinds it to the node IP (mtrec.serve.grpc_bind). This test lists every listening socket of the service's
 processes, so a Ray upgrade that opens another one beyond loopback is noticed.
@@ -19,8 +23,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import mtrec
@@ -147,6 +153,30 @@ def test_a_second_service_on_a_served_port_is_refused(service, checkpoint):
                            str(port)], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 2 and "already in use" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert _post(url, b"[]")[0] == 400  # the first service still answers
+
+
+def test_a_row_scores_the_same_alone_and_in_any_concurrent_batch(service, checkpoint, adult):
+    url = service[0]
+    rows = adult.test.head(40).drop(columns=LABELS).reset_index(drop=True)
+    q = mtrec.load(checkpoint)
+    expected = q.predict_array(rows)
+    records = rows.to_dict(orient="records")
+
+    def client(seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        rng = np.random.default_rng(seed)
+        out = []
+        for _ in range(6):
+            idx = rng.choice(len(records), size=int(rng.integers(1, 25)))
+            status, body = _post(url, json.dumps([records[i] for i in idx]).encode())
+            assert status == 200, body
+            out.append((idx, np.array([[p[t] for t in q.tasks] for p in body["predictions"]], dtype=np.float32)))
+        return out
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = [a for part in pool.map(client, range(8)) for a in part]
+    for idx, got in answers:
+        assert np.array_equal(got, expected[idx]), (int((got != expected[idx]).sum()),
+                                                    float(np.abs(got - expected[idx]).max()))
 
 
 @pytest.mark.slow
