@@ -57,8 +57,10 @@ def test_linear_with_fused_relu_matches_fp32(precision):
     assert _rel_err(out, ref) < REL_TOL[precision]
 
 
-def test_quantized_layer_state_roundtrip_deepcopy_and_pickle():
-    q = quantize_dense(BatchedLinear(2, 12, 6), "int8")
+@pytest.mark.parametrize("input_range", [None, (-3.0, 3.0)], ids=["per-row", "calibrated"])
+def test_quantized_layer_state_roundtrip_deepcopy_and_pickle(input_range):
+    q = quantize_dense(BatchedLinear(2, 12, 6), "int8", input_range=input_range)
+    assert q.calibrated == (input_range is not None)
     x = torch.randn(7, 12)
     with torch.inference_mode():
         ref = q(x)
@@ -71,7 +73,7 @@ def test_quantized_layer_state_roundtrip_deepcopy_and_pickle():
         with torch.inference_mode():
             assert torch.equal(other(x), ref)
     assert {k: v.dtype for k, v in q.state_dict().items()} == {
-        "weight": torch.int8, "scale": torch.float32, "bias": torch.float32}
+        "weight": torch.int8, "scale": torch.float32, "bias": torch.float32, "input_qparams": torch.float64}
 
 
 def test_quantize_dense_rejects_other_modules_and_keeps_fp32():
