@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 import mtrec
 from benchmarks.common import fmt, mean_std, write_results
 from mtrec.recipe import MODELS
+from mtrec.train.linear import frame_baseline
 
 DATASETS = ["adult", "movielens-100k"]
 RECIPE_NAME = {"adult": "adult", "movielens-100k": "movielens"}
@@ -32,9 +33,12 @@ def run_one(data: mtrec.datasets.Dataset, dataset: str, model_name: str, seed: i
             "examples_per_second": result.examples_per_second}
 
 
-def summarize(runs: list[dict], datasets: list[str], models: list[str]) -> tuple[dict, str]:
-    """Aggregate runs into mean/std per (dataset, model, task) and a Markdown table with the best mean in bold."""
+def summarize(runs: list[dict], datasets: list[str], models: list[str],
+              baselines: dict[str, dict[str, float]] | None = None) -> tuple[dict, str]:
+    """Aggregate runs into mean/std per (dataset, model, task) and a Markdown table with the best mean in bold,
+    the logistic-regression baseline as its last row and every (model, task) below it flagged."""
     summary: dict = {}
+    baselines = baselines or {}
     lines = ["# Multi-task models: test AUC (mean ± std over seeds)", ""]
     for dataset in datasets:
         rows = [r for r in runs if r["dataset"] == dataset]
@@ -54,6 +58,12 @@ def summarize(runs: list[dict], datasets: list[str], models: list[str]) -> tuple
         for model, v in summary[dataset].items():
             cells = [f"**{fmt(v[t])}**" if v[t]["mean"] == best[t] else fmt(v[t]) for t in tasks]
             lines.append(f"| {model} | " + " | ".join(cells) + f" | {v['parameters']:,} | {v['seconds']['mean']:.1f} |")
+        lr = baselines.get(dataset)
+        if lr:
+            lines.append("| logistic regression (one-hot) | " + " | ".join(f"{lr[t]:.4f}" for t in tasks) + " | - | - |")
+            below = [f"{m} on {t} ({v[t]['mean']:.4f} < {lr[t]:.4f})" for m, v in summary[dataset].items()
+                     for t in tasks if v[t]["mean"] < lr[t]]
+            lines += ["", "Below the linear baseline: " + ("; ".join(below) if below else "none")]
         lines.append("")
     return summary, "\n".join(lines)
 
@@ -77,8 +87,10 @@ def main(argv: list[str] | None = None) -> dict:
         runs.append(run)
         tqdm.write(f"{dataset:>15} {model_name:>13} seed {seed}: " +
                    ", ".join(f"{t} {m['auc']:.4f}" for t, m in run["test"].items()) + f" ({run['seconds']:.1f} s)")
-    summary, markdown = summarize(runs, args.datasets, args.models)
-    json_path, md_path = write_results(args.out, "multitask", {"runs": runs, "summary": summary,
+    baselines = {d: frame_baseline(loaded[d].schema, loaded[d].tasks, loaded[d].train, loaded[d].test)
+                 for d in args.datasets}
+    summary, markdown = summarize(runs, args.datasets, args.models, baselines)
+    json_path, md_path = write_results(args.out, "multitask", {"runs": runs, "summary": summary, "baselines": baselines,
                                                                "seeds": args.seeds, "epochs": args.epochs,
                                                                "max_steps": args.max_steps}, markdown)
     print(markdown)

@@ -51,7 +51,17 @@ def multitask(res: dict[str, Any]) -> list[Block]:
                            "took far fewer optimizer steps than the rest; compare models on a full run."))
     for dataset, models in res["summary"].items():
         tasks = multitask_tasks(models)
-        blocks += [Heading(dataset, 3), multitask_table(models)]
+        table = multitask_table(models)
+        lr = res.get("baselines", {}).get(dataset)
+        if lr:
+            table.rows.append(["logistic regression (one-hot)", *[num(lr[t], ".4f") for t in tasks], Cell("–"),
+                               Cell("–")])
+        blocks += [Heading(dataset, 3), table]
+        if lr:
+            below = [f"{m} on {t} ({v[t]['mean']:.4f} < {lr[t]:.4f})" for m, v in models.items() for t in tasks
+                     if v[t]["mean"] < lr[t]]
+            blocks.append(Key(f"{dataset}: below the logistic-regression baseline (one-hot features, same run): "
+                              + ("; ".join(below) if below else "no model on any task") + "."))
         if "mptrec" in models and len(models) > 1:
             notes = []
             for t in tasks:

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from mtrec.data.io import read_frame
+from mtrec.data.profile import DataProfile
 from mtrec.data.schema import Schema
 from mtrec.checkpoint import load_model, read_manifest, save_model
 from mtrec.model import MultiTaskModel
-from mtrec.recipe import Recipe, load_recipe
+from mtrec.recipe import Recipe, load_recipe, recipe_path
 
 if TYPE_CHECKING:
     from mtrec.quant.quantized import QuantizedModel
@@ -19,13 +20,22 @@ if TYPE_CHECKING:
 
 
 def build_model(name: str, schema: Schema, tasks: list[str] | None = None, dataset: str | None = None,
-                recipe: str | Path | Recipe | None = None, overrides: dict[str, Any] | list[str] | None = None) -> MultiTaskModel:
-    """A multi-task model from its recipe (mtrec/configs/<name>_<dataset>.yaml, or a given file/Recipe)."""
+                recipe: str | Path | Recipe | None = None, overrides: dict[str, Any] | list[str] | None = None,
+                data: pd.DataFrame | None = None) -> MultiTaskModel:
+    """A multi-task model from its recipe: mtrec/configs/<name>_<dataset>.yaml for a shipped dataset, a given
+    file/Recipe, or else one derived from the data (`data`, or the profile Schema.from_frame kept; printed)."""
     if isinstance(recipe, Recipe):
         resolved = recipe
     else:
         dataset = dataset or getattr(schema, "source", None)
-        resolved = load_recipe(recipe if recipe is not None else name, dataset=dataset, overrides=overrides)
+        if recipe is None and recipe_path(name, dataset) is None:
+            from mtrec.recipe_defaults import default_recipe, describe
+
+            profile = DataProfile.of(read_frame(data), schema) if data is not None else schema.profile
+            resolved = default_recipe(name, schema, profile, overrides)
+            print(f"{name}: {describe(resolved, profile)}")
+        else:
+            resolved = load_recipe(recipe if recipe is not None else name, dataset=dataset, overrides=overrides)
     tasks = list(tasks) if tasks is not None else list(schema.tasks)
     if not tasks:
         raise ValueError("build_model: at least one task is needed")
@@ -49,16 +59,28 @@ def train(model: MultiTaskModel, train_df: pd.DataFrame | str, valid: pd.DataFra
                   **options)
 
 
-def evaluate(model: MultiTaskModel, df: pd.DataFrame | str, batch_size: int = 8192) -> dict[str, dict[str, float]]:
+def evaluate(model: MultiTaskModel, df: pd.DataFrame | str, batch_size: int = 8192,
+             baseline: bool | pd.DataFrame | str = False) -> dict[str, dict[str, float]]:
     """{task: {"auc", "logloss", ...}} for every task the model predicts; the frame (or files, read as a stream)
-    must carry their labels."""
+    must carry their labels. `baseline` adds a logistic regression on one-hot features per task ("baseline_auc",
+    "below_baseline", a BelowBaselineWarning when the model is below it): fitted on the given training frame/path,
+    or with True out of fold on the evaluated frame itself."""
     from mtrec.data.stream import FileSource, StreamOptions, is_file_source
     from mtrec.train.loop import evaluate_encoded, evaluate_stream
 
     if is_file_source(df):
+        if baseline is not False:
+            raise ValueError("evaluate(baseline=...): give the evaluated rows as a DataFrame, not files")
         stream = FileSource.of(df).scan(model.schema, model.tasks, StreamOptions(), split="test")
         return evaluate_stream(model, stream, batch_size)
-    return evaluate_encoded(model, model.encode(read_frame(df)), batch_size)
+    encoded = model.encode(read_frame(df))
+    metrics = evaluate_encoded(model, encoded, batch_size)
+    if baseline is False:
+        return metrics
+    from mtrec.train.linear import baseline_aucs, beside_baseline
+
+    fit = None if baseline is True else model.encode(read_frame(baseline))
+    return beside_baseline(metrics, baseline_aucs(model.vocabs, encoded, fit))
 
 
 def remove_task(model: MultiTaskModel, name: str) -> dict[str, Any]:

@@ -118,20 +118,25 @@ class Recipe:
         return recipe
 
 
-def recipe_path(model: str, dataset: str | None = None) -> Path:
-    """The shipped recipe file for (model, dataset); falls back to the adult recipe for user data."""
-    candidates = [CONFIG_DIR / f"{model}_{dataset}.yaml", CONFIG_DIR / f"{model}_{dataset.split('-')[0]}.yaml"] \
-        if dataset else []
-    candidates.append(CONFIG_DIR / f"{model}_adult.yaml")
-    for path in candidates:
+def recipe_path(model: str, dataset: str | None = None) -> Path | None:
+    """The shipped recipe file for (model, dataset); None for a dataset without one (a user's own data gets a
+    recipe derived from it, mtrec/recipe_defaults.py). An unknown model fails naming the known ones."""
+    known = sorted({p.stem.rsplit("_", 1)[0] for p in CONFIG_DIR.glob("*_*.yaml")})
+    if model not in known:
+        raise ConfigError(f"model: no recipe for {model!r} (known models: {', '.join(known)})", key="model")
+    for name in ([dataset, dataset.split("-")[0]] if dataset else []):
+        path = CONFIG_DIR / f"{model}_{name}.yaml"
         if path.exists():
             return path
-    known = sorted({p.stem.rsplit("_", 1)[0] for p in CONFIG_DIR.glob("*_*.yaml")})
-    raise ConfigError(f"model: no recipe for {model!r} (known models: {', '.join(known)})", key="model")
+    return None
 
 
 def load_recipe(model: str | Path, dataset: str | None = None,
                 overrides: dict[str, Any] | list[str] | None = None) -> Recipe:
-    """Load a recipe by model name (and dataset) or by file path, with overrides applied."""
+    """Load a recipe by file path, or the shipped one of (model, dataset), with overrides applied."""
     path = Path(model) if str(model).endswith((".yaml", ".yml", ".json")) else recipe_path(str(model), dataset)
+    if path is None:
+        shipped = sorted({p.stem.rsplit("_", 1)[1] for p in CONFIG_DIR.glob(f"{model}_*.yaml")})
+        raise ConfigError(f"dataset: no shipped {model} recipe for {dataset!r} (shipped: {', '.join(shipped)}); "
+                          "mtrec.build_model derives one from your data", key="dataset")
     return load_config(Recipe, path, overrides)

@@ -145,7 +145,11 @@ def apply_overrides(schema: type, data: dict[str, Any], overrides: dict[str, Any
 def load_config(schema: type[C], path: str | Path | None = None,
                 overrides: dict[str, Any] | list[str] | None = None) -> C:
     """defaults (the dataclass) < file < overrides, validated; errors name the key."""
-    data = read_file(path) if path else {}
+    return config_from(schema, read_file(path) if path else {}, overrides)
+
+
+def config_from(schema: type[C], data: dict[str, Any], overrides: dict[str, Any] | list[str] | None = None) -> C:
+    """defaults (the dataclass) < `data` (a file's or a derived mapping) < overrides, validated."""
     if isinstance(overrides, list):
         overrides = parse_overrides(overrides)
     data = apply_overrides(schema, data, dict(overrides or {}))

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mtrec.data.profile import DataProfile
 from mtrec.errors import DataError
 
 LIST_TYPES = (list, tuple, np.ndarray)
@@ -43,6 +44,8 @@ class Schema:
     hash_buckets: dict[str, int] = field(default_factory=dict)  # feature -> rows: `encoding: hash`, no vocabulary
     sequences: dict[str, SequenceFeature] = field(default_factory=dict)  # ordered list columns (see SequenceFeature)
     user: str | None = None  # the column naming the user: per-user metrics (GAUC) where a frame has it
+    # rows and distinct values of the frame from_frame saw (sizes a default recipe; not saved, not compared)
+    profile: DataProfile | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.sequences = sequence_features(self.sequences)
@@ -91,6 +94,7 @@ class Schema:
         `hash_buckets` ({feature: rows}) hashes those sparse features into a fixed number of rows. `sequences`
         names ordered list columns (a list, or {column: {max_len, shared_with, actions}}); they and their action
         columns become multi-valued sparse features marked as sequences. `user` names the user column for GAUC.
+        The schema keeps the frame's DataProfile (rows, distinct values), which sizes a default recipe (build_model).
         """
         tasks = _names(tasks, "tasks")
         missing = [c for c in tasks if c not in df.columns]
@@ -126,8 +130,10 @@ class Schema:
             raise DataError(f"sequence column {missing[0]!r} is not in the frame", column=missing[0])
         if user is not None and user not in df.columns:
             raise DataError(f"user column {user!r} is not in the frame", column=user)
-        return cls(sparse=sparse_cols, dense=[c for c in dense_cols if c not in seqs], tasks=tasks,
-                   multi_valued=list(multi_valued), hash_buckets=dict(hash_buckets or {}), sequences=seqs, user=user)
+        schema = cls(sparse=sparse_cols, dense=[c for c in dense_cols if c not in seqs], tasks=tasks,
+                     multi_valued=list(multi_valued), hash_buckets=dict(hash_buckets or {}), sequences=seqs, user=user)
+        schema.profile = DataProfile.of(df, schema)
+        return schema
 
     @property
     def single_valued(self) -> list[str]:

@@ -21,6 +21,7 @@ from mtrec.tasks.cache import RepresentationCache, representations
 from mtrec.tasks.cnf import cnf
 from mtrec.tasks.fit import FIT_OPTIONS, RECIPE_KEYS, FitConfig, FitResult, fit_head, intra_op_threads
 from mtrec.tasks.freezing import count_parameters, frozen
+from mtrec.tasks.probe import probe_new_task, warn_if_weaker
 from mtrec.models.heads import TaskHead
 from mtrec.models.inputs import network_inputs
 from mtrec.models.prompt import prompt_head, tower_head
@@ -52,6 +53,8 @@ class AddTaskResult:
     valid_auc: float | None = None
     best_epoch: int = 0
     details: dict[str, Any] = field(default_factory=dict)
+    probe_raw_auc: float | None = None  # linear probe of the new label on the raw input (mtrec/tasks/probe.py)
+    probe_frozen_auc: float | None = None  # ... and on the frozen representations, same rows
 
     @property
     def trainable_share(self) -> float:
@@ -129,7 +132,7 @@ def make_head(model: MultiTaskModel, method: str, encoded: EncodedFrame, seed: i
 
 
 def add_task(model: MultiTaskModel, name: str, train_df: pd.DataFrame | str, valid: pd.DataFrame | str | None = None,
-             method: str = "prompt", progress: bool = True, **options: Any) -> AddTaskResult:
+             method: str = "prompt", progress: bool = True, probe: bool = True, **options: Any) -> AddTaskResult:
     """Add binary task `name` (its label column in `train_df`) to a trained model, in place.
 
     `prompt` (default) and `tower` train only a new head on cached frozen representations, so the old tasks'
@@ -141,6 +144,8 @@ def add_task(model: MultiTaskModel, name: str, train_df: pd.DataFrame | str, val
     side_hidden, side_features; child_tuning: reserve_p, fisher_batches; pecl: fraction, ewc_lambda,
     fisher_batches; cnf: fraction, cnf_lambda, rho, adaptive, probe_batches, fisher_batches; cache:
     max_cache_bytes, chunk_rows.
+    `probe` (default on, except for joint) first fits linear probes of the label on the raw input and on the frozen
+    representations of the same rows (AddTaskResult.probe_*_auc) and warns when the frozen ones are clearly weaker.
     """
     start = time.perf_counter()
     if method not in METHODS:
@@ -158,6 +163,10 @@ def add_task(model: MultiTaskModel, name: str, train_df: pd.DataFrame | str, val
     encoded = model.encode(train_frame, tasks=[name])
     encoded_valid = model.encode(valid_frame, tasks=[name]) if valid_frame is not None else None
     details: dict[str, Any] = {"encode_seconds": time.perf_counter() - start}
+    probed = probe_new_task(model, encoded, encoded_valid, seed=cfg.seed) if probe else None
+    if probed is not None:
+        details["probe_seconds"] = probed.seconds
+        warn_if_weaker(name, method, probed)
     with intra_op_threads(cfg.threads):
         head = make_head(model, method, encoded, cfg.seed, head_options, method_options)
         if method in FROZEN_METHODS:
@@ -168,7 +177,9 @@ def add_task(model: MultiTaskModel, name: str, train_df: pd.DataFrame | str, val
     model.attach_task(name, head, {"method": method})
     return AddTaskResult(task=name, method=method, trainable_params=trainable, total_params=model.num_parameters(),
                          seconds=time.perf_counter() - start, history=fit.history, valid_auc=fit.valid_auc,
-                         best_epoch=fit.best_epoch, details=details)
+                         best_epoch=fit.best_epoch, details=details,
+                         probe_raw_auc=probed.raw_auc if probed is not None else None,
+                         probe_frozen_auc=probed.frozen_auc if probed is not None else None)
 
 
 def _fit_frozen(model: MultiTaskModel, head: TaskHead, encoded: EncodedFrame, encoded_valid: EncodedFrame | None,
