@@ -36,7 +36,7 @@ def frame(files) -> pd.DataFrame:
 
 def _model() -> mtrec.MultiTaskModel:
     spec = make_spec()
-    return mtrec.build_model("mptrec", schema=spec.schema(), tasks=spec.task_names)
+    return mtrec.build_model("mptrec", schema=spec.schema(), tasks=spec.task_names, dataset="adult")
 
 
 def _weights(model: mtrec.MultiTaskModel) -> dict[str, torch.Tensor]:
