@@ -227,6 +227,9 @@ def model_from_manifest(manifest: dict[str, Any], where: str = "manifest", seed:
         added = {e["task"] for e in extensions}
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{where}: manifest is incomplete or invalid ({exc})") from exc
+    if list(schema.sparse) != vocabs.sparse or list(schema.dense) != vocabs.dense:
+        raise CheckpointError(f"{where}: the manifest's schema (sparse {schema.sparse}, dense {schema.dense}) does "
+                              f"not match its vocabularies (sparse {vocabs.sparse}, dense {vocabs.dense})")
     model = MultiTaskModel(name, schema, [t for t in tasks if t not in added], recipe)
     model.build_network(vocabs, seed=seed, load_pretrained=False)
     try:

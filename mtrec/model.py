@@ -216,7 +216,7 @@ class MultiTaskModel:
 
     def predict_array(self, df: pd.DataFrame | str | EncodedFrame, batch_size: int = 8192) -> np.ndarray:
         """[N, T] probabilities for every task."""
-        encoded = df if isinstance(df, EncodedFrame) else self.encode(df, require_labels=False)
+        encoded = df if isinstance(df, EncodedFrame) else self.encode(df, tasks=[], require_labels=False)
         parts = list(self.iter_probabilities(encoded, batch_size))
         return np.concatenate(parts) if parts else np.zeros((0, len(self.tasks)), dtype=np.float32)
 

@@ -214,6 +214,16 @@ def _check_label(s: pd.Series, col: str, index: pd.Index) -> None:
         raise _fail(col, index[i], f"label {s.iloc[i]!r} is not binary (0/1/True/False)")
 
 
+def require_both_classes(labels: np.ndarray, tasks: Sequence[str], what: str = "training") -> None:
+    """DataError naming the first task whose [N, T] `labels` (checked 0/1) hold one class only: a task needs
+    positive and negative examples to be learned at all."""
+    for j, task in enumerate(tasks):
+        column = np.asarray(labels)[:, j]
+        if len(column) and column.min() == column.max():
+            raise DataError(f"label column {task!r} holds only label {int(column[0])} in the {what} data "
+                            f"(row: all rows): a task needs positive and negative examples", column=task)
+
+
 def _is_nan(v: Any) -> bool:
     """True for float NaN and pandas NA/NaT scalars."""
     try:

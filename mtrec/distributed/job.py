@@ -23,7 +23,7 @@ from mtrec.distributed.config import DistributedConfig
 from mtrec.distributed.data import local_batch_size, steps_per_epoch
 from mtrec.distributed.loop import TrainState, WorkerSpec
 from mtrec.model import MultiTaskModel
-from mtrec.train.loop import TrainResult, resolve_config
+from mtrec.train.loop import TrainResult, require_steps, resolve_config
 from pretrain_stack.errors import ConfigError
 
 DEFAULT_STORAGE = "~/ray_results"
@@ -68,9 +68,8 @@ def prepare(model: MultiTaskModel, train_df: pd.DataFrame | str, valid: pd.DataF
     train = read_frame(train_df)
     valid_frame = read_frame(valid) if valid is not None else None
     local_batch_size(cfg.batch_size, dist_cfg.workers)
-    if steps_per_epoch(len(train), cfg.batch_size, dist_cfg.workers) < 1:
-        raise ValueError(f"{len(train)} training rows give no full global batch of {cfg.batch_size} over "
-                         f"{dist_cfg.workers} workers")
+    require_steps(steps_per_epoch(len(train), cfg.batch_size, dist_cfg.workers), len(train), cfg.batch_size,
+                  dist_cfg.workers)
     if valid_frame is not None and len(valid_frame) < dist_cfg.workers:
         raise ValueError(f"{len(valid_frame)} validation rows cannot split over {dist_cfg.workers} workers")
     vocabs = model.vocabs if model.is_built else Vocabularies.fit(train, model.schema)

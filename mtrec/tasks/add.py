@@ -14,6 +14,7 @@ import torch
 
 from mtrec.data.batches import EncodedFrame
 from mtrec.data.io import read_frame
+from mtrec.data.validation import require_both_classes
 from mtrec.errors import DataError
 from mtrec.model import MultiTaskModel
 from mtrec.tasks import baselines
@@ -158,9 +159,10 @@ def add_task(model: MultiTaskModel, name: str, train_df: pd.DataFrame | str, val
     cfg, head_options, method_options, cache_options = split_options(method, options, model.recipe.train)
     train_frame = read_frame(train_df)
     valid_frame = read_frame(valid) if valid is not None else None
+    encoded = model.encode(train_frame, tasks=[name])
+    require_both_classes(encoded.labels_array(), [name])
     if method == "joint":
         return _add_joint(model, name, train_frame, valid_frame, cfg, options, progress, start)
-    encoded = model.encode(train_frame, tasks=[name])
     encoded_valid = model.encode(valid_frame, tasks=[name]) if valid_frame is not None else None
     details: dict[str, Any] = {"encode_seconds": time.perf_counter() - start}
     probed = probe_new_task(model, encoded, encoded_valid, seed=cfg.seed) if probe else None

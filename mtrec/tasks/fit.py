@@ -21,7 +21,7 @@ from mtrec.models.heads import TaskHead
 from mtrec.models.inputs import network_inputs
 from mtrec.train.epochs import BestState, EpochLoop, LoopSettings, Validation
 from mtrec.train.flatness import FlatTraining
-from mtrec.train.metrics import auc
+from mtrec.train.metrics import task_metrics
 from mtrec.train.optim import dense_adam
 
 
@@ -92,12 +92,13 @@ def train_epochs(state: nn.Module, batches: Callable[[int], Iterable[Any]], step
     """Epochs of `step` over `batches(epoch)`; keeps the state of `state` with the best validation AUC."""
     validation = None
     if predict_valid is not None and valid_labels is not None:
-        validation = Validation(lambda: {"task": {"auc": auc(valid_labels, predict_valid())}},
-                                key="valid_auc", label="valid AUC")
+        validation = Validation(lambda: task_metrics(valid_labels.reshape(-1, 1), predict_valid().reshape(-1, 1),
+                                                     ["task"]), key="valid_auc", label="valid AUC")
     loop = EpochLoop(LoopSettings(cfg.epochs, cfg.patience, steps_per_epoch=steps_per_epoch, desc=f"{desc} epoch",
                                   progress=progress), validation=validation, keeper=BestState(state))
     done = loop.run(lambda epoch, _start: batches(epoch), step)
-    return FitResult(history=done.history, best_epoch=done.best_epoch, valid_auc=done.best_score)
+    best_auc = done.best_valid["task"]["auc"] if done.best_valid else None  # not the score: it may be a loss
+    return FitResult(history=done.history, best_epoch=done.best_epoch, valid_auc=best_auc)
 
 
 def head_probabilities(head: TaskHead, cache: RepresentationCache, batch_size: int) -> np.ndarray:

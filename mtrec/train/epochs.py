@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
@@ -27,6 +29,7 @@ from mtrec.train.metrics import Metrics, mean_auc, per_task_line
 
 B = TypeVar("B")
 LOSS_POSTFIX_EVERY = 50  # steps between refreshes of the bar's loss / examples-per-second
+LOSS_FALLBACK = "valid loss"  # what early stopping uses when a validation AUC is undefined (one class)
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,7 @@ class EpochLoop(Generic[B, S]):
         self.after_step, self.after_epoch = after_step, after_epoch
         self._pending: list[torch.Tensor] = []
         self._segment_start = time.perf_counter()
+        self._warned = False
 
     def run(self, batches: Callable[[int, int], Iterable[B]], step: Callable[[B], torch.Tensor]) -> S:
         """Train until done; the best epoch's state is restored through the keeper. Returns the state."""
@@ -190,6 +194,9 @@ class EpochLoop(Generic[B, S]):
         if self.validation is not None:
             metrics = self.validation.evaluate()
             score = self.validation.score(metrics)
+            if math.isnan(score):
+                score = self._loss_score(metrics)
+                record["early_stopping"] = LOSS_FALLBACK
             record["valid"], record[self.validation.key] = metrics, score
             if st.best_score is None or score > st.best_score:
                 st.best_score, st.stale, st.best_epoch, st.best_valid = score, 0, st.epoch, metrics
@@ -203,6 +210,8 @@ class EpochLoop(Generic[B, S]):
         if cfg.progress:
             shown = f", {self.validation.label} {record[self.validation.key]:.4f}{per_task_line(record['valid'])}" \
                 if self.validation else ""
+            if LOSS_FALLBACK in record.values():
+                shown = f", {LOSS_FALLBACK} {-record[self.validation.key]:.4f}{per_task_line(record['valid'])}"
             rate = st.epoch_examples / max(st.epoch_seconds, 1e-9)
             tqdm.write(f"{cfg.desc} {st.epoch}: loss {record['loss']:.4f}{shown} ({rate:,.0f} examples/s, "
                        f"{st.epoch_seconds:.1f} s{cfg.suffix})")
@@ -211,6 +220,17 @@ class EpochLoop(Generic[B, S]):
             st.epoch, st.batch = st.epoch + 1, 0
         if self.after_epoch is not None:
             self.after_epoch(st, record)
+
+    def _loss_score(self, metrics: Metrics) -> float:
+        """The score when an AUC is undefined (a task's validation labels have one class): minus the mean
+        validation log loss, so early stopping still means something; warns once."""
+        if not self._warned:
+            one_class = [t for t, m in metrics.items() if math.isnan(m.get("auc", math.nan))]
+            warnings.warn(f"validation labels of {', '.join(map(repr, one_class))} have one class: AUC is undefined, "
+                          "so early stopping uses the validation loss", UserWarning, stacklevel=2)
+            self._warned = True
+        losses = [m["logloss"] for m in metrics.values() if "logloss" in m]
+        return -float(sum(losses) / len(losses)) if losses else -math.inf
 
     def _show_rate(self, bar: tqdm) -> None:
         """Refresh the bar's recent loss and examples per second."""

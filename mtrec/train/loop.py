@@ -21,6 +21,7 @@ from mtrec.data.batches import Batch, EncodedFrame, user_groups
 from mtrec.data.io import read_frame
 from mtrec.data.stream import (REJECTED, FileSource, FileStream, ReadCounts, RejectedRows, StreamOptions,
                                epoch_accounting, is_file_source, take_options)
+from mtrec.data.validation import require_both_classes
 from mtrec.data.vocab import FitOptions, hash_report_lines
 from mtrec.errors import DataError
 from mtrec.model import MultiTaskModel
@@ -148,6 +149,7 @@ def train(model: MultiTaskModel, train_df: pd.DataFrame | str | Sequence[str], v
     if not model.is_built:
         model.build_network(fit_options.fit(train_frame, model.schema), seed=cfg.seed)
     encoded = model.encode(train_frame)
+    require_both_classes(encoded.labels_array(), model.tasks)
     encoded_valid = model.encode(read_frame(valid)) if valid is not None else None
     return fit_encoded(model, encoded, encoded_valid, cfg, progress=progress)
 
@@ -156,11 +158,22 @@ def fit_encoded(model: MultiTaskModel, encoded: EncodedFrame, encoded_valid: Enc
                 progress: bool = True) -> TrainResult:
     """The loop itself, over already-encoded frames (also used by benchmarks to time training alone)."""
 
+    drop = len(encoded) >= cfg.batch_size  # fewer rows than one batch: train on them all (as the new-task fits)
+
     def batches(epoch: int, _start: int) -> Iterable[Batch]:
-        return encoded.batches(cfg.batch_size, shuffle=cfg.shuffle, seed=cfg.seed + epoch, drop_last=True)
+        return encoded.batches(cfg.batch_size, shuffle=cfg.shuffle, seed=cfg.seed + epoch, drop_last=drop)
 
     return run_loop(model, batches, max(1, len(encoded) // cfg.batch_size),
                     frame_validation(model, encoded_valid, cfg.eval_batch_size), cfg, progress)
+
+
+def require_steps(steps: int, rows: int, batch_size: int, workers: int = 1) -> None:
+    """DataError when an epoch would run no step (fewer good rows than one full batch): never a silently
+    untrained model."""
+    if steps < 1:
+        over = f" over {workers} workers" if workers > 1 else ""
+        raise DataError(f"{rows:,} training rows are fewer than one batch of {batch_size}{over}: no step would run; "
+                        f"pass a batch_size of at most {max(1, rows // workers)} (--batch-size) or more rows")
 
 
 def run_loop(model: MultiTaskModel, batches: Callable[[int, int], Iterable[Batch]], steps_per_epoch: int,
@@ -210,6 +223,7 @@ def train_stream(model: MultiTaskModel, train_source: Any, valid: Any, cfg: Trai
     vocabularies if the model has none), then epochs over windows of the stream, each encoded when it is read."""
     data = scan_sources(model, train_source, valid, cfg, options, fit, progress)
     stream, valid_stream = data.train, data.valid
+    require_steps(stream.steps(cfg.batch_size), stream.rows, cfg.batch_size)
 
     def batches(epoch: int, first: int) -> Iterator[Batch]:
         counts[epoch] = ReadCounts()
