@@ -97,6 +97,10 @@ class Schema:
         The schema keeps the frame's DataProfile (rows, distinct values), which sizes a default recipe (build_model).
         """
         tasks = _names(tasks, "tasks")
+        duplicated = [str(c) for c in df.columns[df.columns.duplicated()]]
+        if duplicated:
+            raise DataError(f"column {duplicated[0]!r} appears more than once in the frame (row: all rows); "
+                            "rename or drop the copies", column=duplicated[0])
         missing = [c for c in tasks if c not in df.columns]
         if missing:
             raise DataError(f"task label column {missing[0]!r} is not in the frame", column=missing[0])

@@ -21,6 +21,7 @@ from mtrec.errors import DataError
 _OK_ID_TYPES = ("string", "empty", "boolean", "bytes")
 _NUMERIC_ID_TYPES = ("integer", "floating", "mixed-integer-float", "decimal", "integer-na")
 _NUMBER = (bool, int, float, np.bool_, np.number)
+DENSE_LIMIT = float(np.finfo(np.float32).max)  # the network computes in float32
 
 
 def validate_frame(
@@ -85,7 +86,7 @@ def flatten_lists(s: pd.Series, col: str) -> tuple[np.ndarray, pd.Series]:
         bad = ~is_list & ~pd.isna(s).to_numpy()
         if bad.any():
             i = int(np.argmax(bad))
-            raise _fail(col, s.index[i], f"multi-valued column needs a list of ids, got "
+            raise row_error(col, s.index[i], f"multi-valued column needs a list of ids, got "
                         f"{type(cells[i]).__name__} {_short(cells[i])}")
         cells = cells.copy()
         for i in np.flatnonzero(~is_list):
@@ -94,7 +95,7 @@ def flatten_lists(s: pd.Series, col: str) -> tuple[np.ndarray, pd.Series]:
     if len(cells) and all(isinstance(c, np.ndarray) for c in cells):
         if any(c.ndim != 1 for c in cells):
             i = next(i for i, c in enumerate(cells) if c.ndim != 1)
-            raise _fail(col, s.index[i], "nested list in a multi-valued column")
+            raise row_error(col, s.index[i], "nested list in a multi-valued column")
         values = pd.Series(np.concatenate(cells) if lengths.sum() else np.zeros(0, dtype=np.int64))
     else:
         values = pd.Series(list(chain.from_iterable(cells)), dtype=None if lengths.sum() else np.int64)
@@ -114,7 +115,7 @@ def _flat_row_of(index: pd.Index, offsets: np.ndarray) -> Callable[[int], Any]:
     return lambda i: index[int(np.searchsorted(offsets, i, side="right")) - 1]
 
 
-def _fail(col: str, row: Any, what: str) -> DataError:
+def row_error(col: str, row: Any, what: str) -> DataError:
     """A DataError whose message starts with the column and the row (numpy labels shown as Python scalars)."""
     row = row.item() if isinstance(row, np.generic) else row
     return DataError(f"column {col!r}, row {row!r}: {what}", column=col, row=row)
@@ -138,7 +139,7 @@ def _check_ids(s: pd.Series, col: str, row_of: Callable[[int], Any], nested: str
         _raise_first_bad_id(s, _bad_id_mask(x), col, row_of)
         return
     if dtype != object:
-        raise _fail(col, row_of(0), f"dtype {dtype} cannot be a categorical id; use strings or integers")
+        raise row_error(col, row_of(0), f"dtype {dtype} cannot be a categorical id; use strings or integers")
     kind = pd.api.types.infer_dtype(s, skipna=True)
     if kind in _OK_ID_TYPES:
         return
@@ -149,46 +150,50 @@ def _check_ids(s: pd.Series, col: str, row_of: Callable[[int], Any], nested: str
     values = s.to_numpy(dtype=object)
     for i, v in enumerate(values):
         if isinstance(v, LIST_TYPES):
-            raise _fail(col, row_of(i), f"found {nested} {_short(v)} where one id was expected"
+            raise row_error(col, row_of(i), f"found {nested} {_short(v)} where one id was expected"
                         + ("; declare the column multi-valued" if nested == "a list" else ""))
         if isinstance(v, _NUMBER) and not isinstance(v, (bool, np.bool_)):
             if _bad_id_mask(np.array([float(v)]))[0]:
-                raise _fail(col, row_of(i), f"id {v!r} is not an integer >= 0")
+                raise row_error(col, row_of(i), f"id {v!r} is not an integer in 0 .. 2**63-1")
         elif not (isinstance(v, (str, bytes, bool, np.bool_)) or v is None or _is_nan(v)):
-            raise _fail(col, row_of(i), f"id of type {type(v).__name__} ({_short(v)}); use strings or integers")
+            raise row_error(col, row_of(i), f"id of type {type(v).__name__} ({_short(v)}); use strings or integers")
 
 
 def _bad_id_mask(x: np.ndarray) -> np.ndarray:
-    """True where a numeric id is not NaN and is inf, negative or not integral."""
+    """True where a numeric id is not NaN and is inf, negative, not integral or beyond int64 (>= 2**63)."""
     with np.errstate(invalid="ignore"):
-        return ~np.isnan(x) & (~np.isfinite(x) | (x < 0) | (x != np.floor(x)))
+        return ~np.isnan(x) & (~np.isfinite(x) | (x < 0) | (x != np.floor(x)) | (x >= 2.0 ** 63))
 
 
 def _raise_first_bad_id(s: pd.Series, bad: np.ndarray, col: str, row_of: Callable[[int], Any]) -> None:
     """Raise for the first True in `bad`, if any."""
     if bad.any():
         i = int(np.argmax(bad))
-        raise _fail(col, row_of(i), f"id {s.iloc[i]!r} is not an integer >= 0 (numeric ids must be "
-                    "non-negative integers)")
+        raise row_error(col, row_of(i), f"id {s.iloc[i]!r} is not an integer in 0 .. 2**63-1 (numeric ids must be "
+                    "non-negative 64-bit integers)")
 
 
 def _check_dense(s: pd.Series, col: str, index: pd.Index) -> None:
     """Dense values: numbers (NaN allowed, inf not)."""
     if isinstance(s.dtype, pd.CategoricalDtype) or not (pd.api.types.is_numeric_dtype(s.dtype)
                                                         or s.dtype == object):
-        raise _fail(col, index[0], f"dense column has dtype {s.dtype}; it needs numbers")
+        raise row_error(col, index[0], f"dense column has dtype {s.dtype}; it needs numbers")
     if s.dtype == object:
         values = s.to_numpy(dtype=object)
         ok = np.fromiter((isinstance(v, _NUMBER) or v is None for v in values), dtype=bool, count=len(values))
         if not ok.all():
             i = int(np.argmax(~ok))
-            raise _fail(col, index[i], f"dense column holds {type(values[i]).__name__} {_short(values[i])}; "
+            raise row_error(col, index[i], f"dense column holds {type(values[i]).__name__} {_short(values[i])}; "
                         "it needs numbers")
-    x = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = np.isinf(x)
+    try:
+        x = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    except OverflowError:  # Python ints beyond what a float64 holds
+        x = np.array([float("inf") if isinstance(v, int) and abs(v) > 2 ** 1023 else v for v in s], dtype=np.float64)
+    bad = ~np.isnan(x) & ~(np.abs(x) <= DENSE_LIMIT)
     if bad.any():
         i = int(np.argmax(bad))
-        raise _fail(col, index[i], f"dense value {x[i]} is not finite")
+        raise row_error(col, index[i], f"dense value {s.iloc[i]!r} is not a finite number within float32's range "
+                    f"(|x| <= {DENSE_LIMIT:.3g})")
 
 
 def _check_label(s: pd.Series, col: str, index: pd.Index) -> None:
@@ -196,7 +201,7 @@ def _check_label(s: pd.Series, col: str, index: pd.Index) -> None:
     na = pd.isna(s).to_numpy()
     if na.any():
         i = int(np.argmax(na))
-        raise _fail(col, index[i], "label is NaN/missing; every row needs a 0/1 label")
+        raise row_error(col, index[i], "label is NaN/missing; every row needs a 0/1 label")
     if pd.api.types.is_bool_dtype(s.dtype):
         return
     if s.dtype == object:
@@ -204,14 +209,14 @@ def _check_label(s: pd.Series, col: str, index: pd.Index) -> None:
         ok = np.fromiter((isinstance(v, _NUMBER) for v in values), dtype=bool, count=len(values))
         if not ok.all():
             i = int(np.argmax(~ok))
-            raise _fail(col, index[i], f"label {_short(values[i])} is not binary (0/1/True/False)")
+            raise row_error(col, index[i], f"label {_short(values[i])} is not binary (0/1/True/False)")
     elif not pd.api.types.is_numeric_dtype(s.dtype) or isinstance(s.dtype, pd.CategoricalDtype):
-        raise _fail(col, index[0], f"label column has dtype {s.dtype}; labels must be 0/1/True/False")
+        raise row_error(col, index[0], f"label column has dtype {s.dtype}; labels must be 0/1/True/False")
     x = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     bad = (x != 0) & (x != 1)
     if bad.any():
         i = int(np.argmax(bad))
-        raise _fail(col, index[i], f"label {s.iloc[i]!r} is not binary (0/1/True/False)")
+        raise row_error(col, index[i], f"label {s.iloc[i]!r} is not binary (0/1/True/False)")
 
 
 def require_both_classes(labels: np.ndarray, tasks: Sequence[str], what: str = "training") -> None:

@@ -23,7 +23,7 @@ import pandas as pd
 
 from mtrec.data.hashing import SPEC as HASH_SPEC, bucket_ids, hash64
 from mtrec.data.schema import Schema
-from mtrec.data.validation import check_frame
+from mtrec.data.validation import check_frame, row_error
 from mtrec.errors import DataError
 
 OOV_ID = 0
@@ -139,12 +139,47 @@ class Vocabularies:
         if len(vals) == 0:
             return np.zeros(0, dtype=np.int64)
         keys = self.values[feature]
-        if keys.dtype.kind == "i" and vals.dtype.kind in "iuf":
+        vals = self._canonical(feature, vals, values)
+        if keys.dtype.kind == "i" and vals.dtype.kind in "iufb":
             return self._encode_ints(feature, vals)
         index = self._lookup.get(("index", feature))
         if index is None:
             index = self._lookup[("index", feature)] = pd.Index(keys, dtype=keys.dtype, tupleize_cols=False)
         return index.get_indexer(vals).astype(np.int64) + 1
+
+    def id_kinds(self, feature: str) -> frozenset[str]:
+        """The canonical kinds ("integer", "string": mtrec-hash-1's, bools counting as integers) of a vocabulary's
+        values; a value of another kind is an error, never an unseen id."""
+        kinds = self._lookup.get(("kinds", feature))
+        if kinds is None:
+            keys = self.values[feature]
+            kinds = frozenset({"integer"}) if keys.dtype.kind == "i" else \
+                frozenset(k for k in map(id_kind, keys) if k is not None)
+            self._lookup[("kinds", feature)] = kinds
+        return kinds
+
+    def _canonical(self, feature: str, vals: np.ndarray, original: Any) -> np.ndarray:
+        """`vals` checked against the vocabulary's kinds (DataError naming column and row for a value of another
+        kind: "39" where integers were trained, 7 where strings were); integer objects become int64 (missing: -1,
+        never an id) so that 39, 39.0, np.int64(39) and True/1 find one id."""
+        allowed = self.id_kinds(feature)
+        if not allowed:
+            return vals
+        if vals.dtype.kind in "iufb":
+            kinds = {"integer"}
+        elif vals.dtype.kind in "US":
+            kinds = {"string"}
+        else:
+            kinds = {k for k in map(id_kind, pd.unique(vals)) if k is not None}
+        if not kinds <= allowed:
+            i = next(i for i, v in enumerate(vals) if id_kind(v) not in (None, *allowed))
+            row = original.index[i] if isinstance(original, pd.Series) else i
+            have = " and ".join(sorted(k + "s" for k in allowed))
+            raise row_error(feature, row, f"id {vals[i]!r} is of kind {id_kind(vals[i])}, but this feature was trained "
+                            f"on {have}; mtrec does not convert between them (cast the column)")
+        if vals.dtype == object and allowed == {"integer"}:
+            return np.fromiter((-1 if id_kind(v) is None else int(v) for v in vals), dtype=np.int64, count=len(vals))
+        return vals
 
     def _encode_ints(self, feature: str, vals: np.ndarray) -> np.ndarray:
         """Integer ids against an integer vocabulary: a binary search in the sorted keys (floats: NaN -> OOV)."""
@@ -176,7 +211,14 @@ class Vocabularies:
         x = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         out = (x - mean) / std
         out[np.isnan(out)] = 0.0
-        return out.astype(np.float32)
+        with np.errstate(over="ignore"):
+            scaled = out.astype(np.float32)
+        if not np.isfinite(scaled).all():
+            i = int(np.argmax(~np.isfinite(scaled)))
+            row = values.index[i] if isinstance(values, pd.Series) else i
+            raise row_error(feature, row, f"dense value {x[i]!r} is {out[i]:.3g} standard deviations from the "
+                            "training mean, beyond float32's range")
+        return scaled
 
     # storage ------------------------------------------------------------------------------------
     def manifest_entry(self, file: str = VOCAB_FILE) -> dict[str, Any]:
@@ -478,6 +520,18 @@ def _raw_values(raw: pd.Series) -> pd.Series:
     if pd.api.types.is_float_dtype(raw.dtype):
         raw = raw.dropna().astype(np.int64)
     return raw
+
+
+def id_kind(value: Any) -> str | None:
+    """The canonical kind of one sparse id (mtrec-hash-1's): "integer" (ints, bools, integral floats), "string"
+    (str, bytes), None when missing, else the type's name."""
+    if value is None or value is pd.NA or (isinstance(value, (float, np.floating)) and value != value):
+        return None
+    if isinstance(value, (str, bytes, np.str_, np.bytes_)):
+        return "string"
+    if isinstance(value, (bool, np.bool_, int, np.integer, float, np.floating)):
+        return "integer"
+    return type(value).__name__
 
 
 def _as_array(values: Any) -> np.ndarray:
