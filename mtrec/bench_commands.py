@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mtrec.errors import UsageError
+
 
 def find_checkout() -> Path:
     """The source checkout holding benchmarks/suite.py: the one mtrec is installed from, else cwd or a parent."""
@@ -52,6 +54,10 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 def cmd_report(args: argparse.Namespace) -> None:
     """compare two runs, rebuild a run's report, or validate results.json files."""
+    for path in [getattr(args, name) for name in ("a", "b", "run_dir") if getattr(args, name, None)] + \
+            list(getattr(args, "paths", None) or []):
+        if not Path(path).exists():
+            raise UsageError(f"no such file or directory: {path}")
     if args.action == "compare":
         _run_module("benchmarks.compare", [_absolute(args.a), _absolute(args.b)])
     elif args.action == "build":

@@ -61,6 +61,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     """Evaluate a checkpoint on a frame (or a built-in dataset split)."""
     if not args.dataset and not args.data:
         raise UsageError("give --dataset NAME (with --split) or --data PATH")
+    if args.json:
+        from mtrec.outputs import check_output_file
+
+        check_output_file(args.json, overwrite=True)  # a path that cannot be written fails before the evaluation
     name = f"{args.dataset}:{args.split}" if args.dataset else args.data
     report = workflows.evaluate_checkpoint(args.checkpoint, workflows.split_frame(args.dataset, args.split, args.data),
                                            name=name)
@@ -335,6 +339,11 @@ def main(argv: list[str] | None = None) -> None:
         func(args)
     except handled as exc:
         print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as exc:  # a user's path that cannot be read or written: one line, not a traceback
+        if exc.filename is None:
+            raise
+        print(f"error: {exc.strerror or exc}: {exc.filename}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -19,5 +19,10 @@ class UsageError(ValueError):
     message names the options."""
 
 
+class OptionError(UsageError, TypeError):
+    """An unknown or out-of-range option of a library call (add_task's method, options, epochs, ...); also a
+    TypeError, as unknown keyword arguments are."""
+
+
 class OutputError(FileExistsError):
     """An output path holds something mtrec will not replace: a user's files, or a result kept unless overwrite."""

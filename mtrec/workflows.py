@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mtrec.batch.options import BATCH_SIZE, ON_BAD_ROWS, PRECISION, WORKERS
-from mtrec.errors import UsageError
+from mtrec.errors import DataError, UsageError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -231,6 +231,8 @@ def add_task_to_checkpoint(checkpoint: str | Path, task: str, splits: Splits, me
     import mtrec
 
     model = mtrec.load(checkpoint)
+    if not isinstance(model, mtrec.MultiTaskModel):
+        raise UsageError(f"{checkpoint} is a quantized checkpoint; add the task to its fp32 checkpoint, then quantize")
     options = {k: v for k, v in options.items() if v is not None}
     result = mtrec.add_task(model, task, splits.train, valid=splits.valid, method=method, **options)
     test = mtrec.evaluate(model, splits.test) if splits.test is not None else None
@@ -344,6 +346,9 @@ def predict_files(checkpoint: str | Path, inputs: str, output: str, workers: int
     check_output_file(output, overwrite, files)  # before any work: never onto an input, an old file only if asked
     model = with_precision(mtrec.load(checkpoint), precision)
     frame = read_frame(inputs)
+    if id_column and id_column not in frame.columns:
+        raise DataError(f"column {id_column!r} (--id-column) is missing from the input (row: all rows)",
+                        column=id_column)
     out = model.predict(frame, batch_size=batch_size)
     if id_column:
         out.insert(0, id_column, frame[id_column].to_numpy())

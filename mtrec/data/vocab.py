@@ -160,8 +160,8 @@ class Vocabularies:
 
     def _canonical(self, feature: str, vals: np.ndarray, original: Any) -> np.ndarray:
         """`vals` checked against the vocabulary's kinds (DataError naming column and row for a value of another
-        kind: "39" where integers were trained, 7 where strings were); integer objects become int64 (missing: -1,
-        never an id) so that 39, 39.0, np.int64(39) and True/1 find one id."""
+        kind: "39" where integers were trained, 7 where strings were); against integer keys, integer objects become
+        int64 (missing: -1, never an id) so that 39, 39.0, np.int64(39) and True/1 find one id."""
         allowed = self.id_kinds(feature)
         if not allowed:
             return vals
@@ -177,7 +177,7 @@ class Vocabularies:
             have = " and ".join(sorted(k + "s" for k in allowed))
             raise row_error(feature, row, f"id {vals[i]!r} is of kind {id_kind(vals[i])}, but this feature was trained "
                             f"on {have}; mtrec does not convert between them (cast the column)")
-        if vals.dtype == object and allowed == {"integer"}:
+        if vals.dtype == object and self.values[feature].dtype.kind == "i":
             return np.fromiter((-1 if id_kind(v) is None else int(v) for v in vals), dtype=np.int64, count=len(vals))
         return vals
 

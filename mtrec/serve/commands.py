@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from mtrec.errors import UsageError
 from mtrec.serve.protocol import MAX_REQUEST_BYTES
 from mtrec.serve.runner import HOST, PORT, ServiceDown
 
@@ -27,6 +28,9 @@ def run(args: argparse.Namespace) -> None:
     """Serve until Ctrl-C; exit 1 when the service goes down underneath (its Ray cluster died)."""
     from mtrec.serve import serve_forever
 
+    for name in ("replicas", "threads"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name} must be >= 1, got {getattr(args, name)}")
     try:
         serve_forever(args.checkpoint, replicas=args.replicas, port=args.port, host=args.host, threads=args.threads,
                       max_request_bytes=args.max_request_bytes)

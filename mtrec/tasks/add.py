@@ -15,7 +15,7 @@ import torch
 from mtrec.data.batches import EncodedFrame
 from mtrec.data.io import read_frame
 from mtrec.data.validation import require_both_classes
-from mtrec.errors import DataError
+from mtrec.errors import DataError, OptionError
 from mtrec.model import MultiTaskModel
 from mtrec.tasks import baselines
 from mtrec.tasks.cache import RepresentationCache, representations
@@ -86,7 +86,7 @@ def split_options(method: str, options: dict[str, Any], recipe: TrainConfig) -> 
         allowed |= CACHE_OPTIONS
     unknown = sorted(set(options) - allowed)
     if unknown:
-        raise TypeError(f"add_task(method={method!r}): unknown option(s) {', '.join(unknown)}; "
+        raise OptionError(f"add_task(method={method!r}): unknown option(s) {', '.join(unknown)}; "
                         f"allowed: {', '.join(sorted(allowed))}")
     defaults: dict[str, Any] = {}
     if method in BACKBONE_METHODS:
@@ -129,7 +129,7 @@ def make_head(model: MultiTaskModel, method: str, encoded: EncodedFrame, seed: i
         features = [f for f in specs if wanted is None or f["name"] in wanted]
         return task_embedding_head(head, features, len(model.schema.dense), **side)
     except TypeError as exc:
-        raise TypeError(f"add_task(method={method!r}) on a {model.name!r} backbone: {exc}") from exc
+        raise OptionError(f"add_task(method={method!r}) on a {model.name!r} backbone: {exc}") from exc
 
 
 def add_task(model: MultiTaskModel, name: str, train_df: pd.DataFrame | str, valid: pd.DataFrame | str | None = None,
@@ -150,9 +150,9 @@ def add_task(model: MultiTaskModel, name: str, train_df: pd.DataFrame | str, val
     """
     start = time.perf_counter()
     if method not in METHODS:
-        raise ValueError(f"add_task: unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        raise OptionError(f"add_task: unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if not isinstance(model, MultiTaskModel):
-        raise TypeError(f"add_task needs an fp32 MultiTaskModel, got {type(model).__name__}; add the task before "
+        raise OptionError(f"add_task needs an fp32 MultiTaskModel, got {type(model).__name__}; add the task before "
                         "quantizing")
     model.require_network()
     check_task_name(model, name)

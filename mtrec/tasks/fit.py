@@ -20,6 +20,7 @@ from mtrec.model import task_probabilities
 from mtrec.models.heads import TaskHead
 from mtrec.models.inputs import network_inputs
 from mtrec.train.epochs import BestState, EpochLoop, LoopSettings, Validation
+from mtrec.errors import OptionError
 from mtrec.train.flatness import FlatTraining
 from mtrec.train.metrics import task_metrics
 from mtrec.train.optim import dense_adam
@@ -51,14 +52,14 @@ class FitConfig:
         """Range checks with errors naming the option."""
         for key in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, key) < 1:
-                raise ValueError(f"add_task: {key} must be >= 1, got {getattr(self, key)}")
+                raise OptionError(f"add_task: {key} must be >= 1, got {getattr(self, key)}")
         for key in ("lr", "embedding_lr"):
             if getattr(self, key) <= 0:
-                raise ValueError(f"add_task: {key} must be > 0, got {getattr(self, key)}")
+                raise OptionError(f"add_task: {key} must be > 0, got {getattr(self, key)}")
         if self.patience < 1:
-            raise ValueError(f"add_task: patience must be >= 1, got {self.patience}")
+            raise OptionError(f"add_task: patience must be >= 1, got {self.patience}")
         if self.threads < 0:
-            raise ValueError(f"add_task: threads must be >= 0, got {self.threads}")
+            raise OptionError(f"add_task: threads must be >= 0, got {self.threads}")
 
 
 FIT_OPTIONS = frozenset(f.name for f in dataclasses.fields(FitConfig))

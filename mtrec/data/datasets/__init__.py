@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from mtrec.data.schema import Schema
+from mtrec.errors import UsageError
 
 
 @dataclass(repr=False)
@@ -71,7 +72,7 @@ def load(name: str, **kwargs: Any) -> Dataset:
     try:
         loader = LOADERS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(LOADERS)}") from None
+        raise UsageError(f"unknown dataset {name!r}; known datasets: {', '.join(LOADERS)}") from None
     return loader(**kwargs)
 
 
