@@ -16,7 +16,7 @@ from mtrec.cli import main as cli_main
 def checkpoints(small_model, adult, tmp_path_factory):
     """An fp32 and an int8 checkpoint, one whose manifest lost a feature, a rows file and a plain file."""
     from mtrec.quant import QuantizedModel
-    from mtrec.quant.planner import preset_plan
+    from mtrec.quant.presets import preset_plan
 
     root = tmp_path_factory.mktemp("cli_errors")
     fp32 = mtrec.save(small_model, root / "fp32")

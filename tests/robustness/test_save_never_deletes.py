@@ -73,7 +73,7 @@ def test_an_empty_directory_is_used(small_model, tmp_path):
 
 def test_quantized_save_follows_the_same_rules(small_model, tmp_path):
     from mtrec.quant import QuantizedModel
-    from mtrec.quant.planner import preset_plan
+    from mtrec.quant.presets import preset_plan
 
     quantized = QuantizedModel.from_model(small_model, preset_plan(small_model, "int8"))
     (tmp_path / "q").mkdir()
