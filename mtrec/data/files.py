@@ -140,6 +140,14 @@ def numbered(table: pa.Table, file: int, first_row: int) -> pa.Table:
     return table.append_column(ROW, pa.array(np.arange(first_row, first_row + n, dtype=np.int64)))
 
 
+def without_rows(block: pa.Table, rows: np.ndarray | None) -> tuple[pa.Table, int]:
+    """(`block` without the rows whose ROW number is in the sorted array `rows`, how many were dropped)."""
+    if rows is None or not len(rows) or not block.num_rows:
+        return block, 0
+    drop = np.isin(block.column(ROW).to_numpy(), rows, assume_unique=True)
+    return (block.filter(pa.array(~drop)), int(drop.sum())) if drop.any() else (block, 0)
+
+
 def _parquet_blocks(file: InputFile, piece: Piece, columns: list[str], block_rows: int,
                     pre_buffer: bool) -> Iterator[pa.Table]:
     """Blocks of one Parquet piece with FILE and ROW added."""

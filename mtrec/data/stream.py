@@ -34,7 +34,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from mtrec.data.files import FILE, ROW, InputFile, Piece, piece_blocks, plan_inputs, split_pieces
+from mtrec.data.files import (FILE, ROW, InputFile, Piece, piece_blocks, plan_inputs, split_pieces,
+                              without_rows)
 from mtrec.data.schema import Schema
 from mtrec.data.validation import check_frame
 from mtrec.errors import DataError
@@ -163,13 +164,9 @@ class FileStream:
         file = self.files[piece.file]
         bad = self.bad.get(piece.file)
         for block in piece_blocks(file, piece, self.columns, self.options.read_rows):
-            if bad is not None and len(bad):
-                rows = block.column(ROW).to_numpy()
-                drop = np.isin(rows, bad, assume_unique=True)
-                if drop.any():
-                    if counts is not None:
-                        counts.dropped += int(drop.sum())
-                    block = block.filter(pa.array(~drop))
+            block, dropped = without_rows(block, bad)
+            if counts is not None:
+                counts.dropped += dropped
             if block.num_rows:
                 yield block
 

@@ -17,13 +17,14 @@ from typing import Any
 import pandas as pd
 
 from mtrec.data.io import read_frame
-from mtrec.data.vocab import Vocabularies
+from mtrec.data.stream import StreamOptions, is_file_source, take_options
+from mtrec.data.vocab import FitOptions, Vocabularies
 from mtrec.distributed.checkpoint import load_network_weights, model_manifest
 from mtrec.distributed.config import DistributedConfig
 from mtrec.distributed.data import local_batch_size, steps_per_epoch
 from mtrec.distributed.loop import TrainState, WorkerSpec
 from mtrec.model import MultiTaskModel
-from mtrec.train.loop import TrainResult, require_steps, resolve_config
+from mtrec.train.loop import ScannedData, TrainResult, require_steps, resolve_config, scan_sources
 from pretrain_stack.errors import ConfigError
 
 DEFAULT_STORAGE = "~/ray_results"
@@ -44,13 +45,15 @@ class DistributedTrainResult(TrainResult):
 
 @dataclass
 class PreparedJob:
-    """A WorkerSpec plus the frames the launcher splits over the workers."""
+    """A WorkerSpec plus the frames the launcher splits over the workers (file sources: the scanned streams are in
+    the spec and `train` is None)."""
 
     spec: WorkerSpec
-    train: pd.DataFrame
+    train: pd.DataFrame | None
     valid: pd.DataFrame | None
     vocabs: Vocabularies
     run_dir: Path
+    data: ScannedData | None = None
 
 
 def run_name(model: MultiTaskModel, given: str | None) -> str:
@@ -58,31 +61,44 @@ def run_name(model: MultiTaskModel, given: str | None) -> str:
     return given or f"mtrec-{model.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
-def prepare(model: MultiTaskModel, train_df: pd.DataFrame | str, valid: pd.DataFrame | str | None,
-            dist_cfg: DistributedConfig, **options: Any) -> PreparedJob:
-    """Resolve settings, fit vocabularies (or reuse the model's), validate the split, and build the WorkerSpec."""
+def prepare(model: MultiTaskModel, train_df: Any, valid: Any, dist_cfg: DistributedConfig, progress: bool = True,
+            **options: Any) -> PreparedJob:
+    """Resolve settings, fit vocabularies (or reuse the model's), validate the split, and build the WorkerSpec.
+    File sources are scanned here (validated, counted, vocabularies fitted; rejected rows go to the run directory);
+    the workers then read them as streams."""
+    stream_options, options = take_options(StreamOptions, options)
+    fit_options, options = take_options(FitOptions, options)
     cfg = resolve_config(model, **options)
     if cfg.flatness is not None:
         raise ConfigError("train.flatness: sharpness-aware training runs in one process; drop workers/distributed "
                           "or the flatness setting", key="train.flatness")
-    train = read_frame(train_df)
-    valid_frame = read_frame(valid) if valid is not None else None
     local_batch_size(cfg.batch_size, dist_cfg.workers)
-    require_steps(steps_per_epoch(len(train), cfg.batch_size, dist_cfg.workers), len(train), cfg.batch_size,
-                  dist_cfg.workers)
-    if valid_frame is not None and len(valid_frame) < dist_cfg.workers:
-        raise ValueError(f"{len(valid_frame)} validation rows cannot split over {dist_cfg.workers} workers")
-    vocabs = model.vocabs if model.is_built else Vocabularies.fit(train, model.schema)
-    weights = {k: v.detach().clone() for k, v in model.require_network().state_dict().items()} \
-        if model.is_built else None
     storage = Path(dist_cfg.storage_path or DEFAULT_STORAGE).expanduser().resolve()
     name = run_name(model, dist_cfg.name)
     dist_cfg = dist_cfg.replace(storage_path=str(storage), name=name)
+    data, train = None, None
+    if is_file_source(train_df) or is_file_source(valid):
+        data = scan_sources(model, train_df, valid, cfg, stream_options, fit_options, progress, storage / name)
+        rows, valid_frame = data.train.rows, data.valid_frame
+        valid_rows = data.valid.rows if data.valid is not None else None
+        vocabs = data.vocabs
+    else:
+        train = read_frame(train_df)
+        valid_frame = read_frame(valid) if valid is not None else None
+        rows, valid_rows = len(train), None
+        vocabs = model.vocabs if model.is_built else Vocabularies.fit(train, model.schema)
+    if valid_frame is not None:
+        valid_rows = len(valid_frame)
+    require_steps(steps_per_epoch(rows, cfg.batch_size, dist_cfg.workers), rows, cfg.batch_size, dist_cfg.workers)
+    if valid_rows is not None and valid_rows < dist_cfg.workers:
+        raise ValueError(f"{valid_rows} validation rows cannot split over {dist_cfg.workers} workers")
+    weights = {k: v.detach().clone() for k, v in model.require_network().state_dict().items()} \
+        if model.is_built else None
     spec = WorkerSpec(manifest=model_manifest(model, vocabs, storage / name), train=cfg, dist=dist_cfg,
-                      train_rows=len(train),
-                      valid_rows=len(valid_frame) if valid_frame is not None else None,
-                      run_dir=str(storage / name), initial_weights=weights)
-    return PreparedJob(spec, train, valid_frame, vocabs, storage / name)
+                      train_rows=rows, valid_rows=valid_rows, run_dir=str(storage / name), initial_weights=weights,
+                      stream=data.train if data is not None else None,
+                      valid_stream=data.valid if data is not None else None)
+    return PreparedJob(spec, train, valid_frame, vocabs, storage / name, data)
 
 
 def finish(model: MultiTaskModel, job: PreparedJob, final_state: dict[str, Any], best_checkpoint: Path,
@@ -98,4 +114,4 @@ def finish(model: MultiTaskModel, job: PreparedJob, final_state: dict[str, Any],
         history=state.history, best_epoch=state.best_epoch, best_valid=state.best_valid, seconds=seconds,
         steps=state.step, examples=state.examples, checkpoint=str(best_checkpoint), run_dir=str(job.run_dir),
         workers=job.spec.dist.workers, plan=state.plan, planned_steps=state.planned_steps, ledger=state.ledger,
-        resumes=state.resumes)
+        resumes=state.resumes, data=job.data.summary() if job.data is not None else {})

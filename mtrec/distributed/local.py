@@ -1,6 +1,7 @@
 """Run a distributed job as N local processes without Ray (tests, benchmarks, a laptop): same loop, same checkpoints.
 
-Shards are written once as Parquet files, one per rank, and each process reads only its own. Processes meet
+Shards of a frame are written once as Parquet files, one per rank, and each process reads only its own; file
+sources are not copied: each process reads its range of the scanned stream (mtrec.distributed.feeds.StreamFeed). Processes meet
 through a FileStore (no TCP listener) and checkpoint into the run directory. A failed attempt (a process died or
 raised) is retried up to `max_failures` times, resuming from the last complete checkpoint, as Ray's FailureConfig.
 """
@@ -52,7 +53,8 @@ def _entry(rank: int, spec: WorkerSpec, world_size: int, store: str, progress: b
     device = pick_device(rank, spec.dist.use_gpu if spec.dist.use_gpu is not None else False)
     init_local_process_group(store, rank, world_size, backend=backend_for(device))
     try:
-        train = pd.read_parquet(_shard_path(run_dir, "train", rank))
+        train_path = _shard_path(run_dir, "train", rank)
+        train = pd.read_parquet(train_path) if spec.stream is None else None  # a stream: each rank reads its range
         valid_path = _shard_path(run_dir, "valid", rank)
         valid = pd.read_parquet(valid_path) if valid_path.exists() else None
         state = run_worker(spec, rank, world_size, train, valid, DirectorySink(run_dir / "checkpoints"), device,
@@ -95,7 +97,7 @@ def train_local(model: MultiTaskModel, train_df: pd.DataFrame | str, valid: pd.D
                 **options: Any) -> DistributedTrainResult:
     """`mtrec.train` on local processes instead of Ray workers (same sharding, loop and checkpoints)."""
     start = time.perf_counter()
-    job = prepare(model, train_df, valid, dist_cfg or DistributedConfig(), **options)
+    job = prepare(model, train_df, valid, dist_cfg or DistributedConfig(), progress=progress, **options)
     state, root = run_local(job, progress=progress)
     best = root / (state.get("best_checkpoint") or "")
     return finish(model, job, state, best, time.perf_counter() - start)

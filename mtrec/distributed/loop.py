@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pandas as pd
@@ -24,11 +24,12 @@ from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
 from tqdm.auto import tqdm
 
 from mtrec.data.batches import EncodedFrame
+from mtrec.data.stream import FileStream, epoch_accounting
 from mtrec.checkpoint import model_from_manifest
 from mtrec.distributed.checkpoint import load_sharded, run_files, save_sharded
 from mtrec.distributed.config import DistributedConfig
-from mtrec.distributed.data import (epoch_batches, global_epoch_batches, global_steps_per_epoch, local_batch_size,
-                                   padded_positions, steps_per_epoch)
+from mtrec.distributed.data import global_steps_per_epoch, local_batch_size, padded_positions, steps_per_epoch
+from mtrec.distributed.feeds import Feed, FrameFeed, Placement, RayDataFeed, StreamFeed
 from mtrec.distributed.env import quiet_worker_logs
 from mtrec.distributed.planner import build_plan, format_plan, plan_tables
 from mtrec.distributed.sinks import CheckpointSink
@@ -46,7 +47,8 @@ DRILL_DELAY_S = 3.0
 
 @dataclass
 class WorkerSpec:
-    """What every worker needs (picklable): the model manifest, settings, the global row counts, a run directory."""
+    """What every worker needs (picklable): the model manifest, settings, the global row counts, a run directory,
+    and for file sources the scanned streams (small: pieces and counts, no rows)."""
 
     manifest: dict[str, Any]
     train: TrainConfig
@@ -55,6 +57,8 @@ class WorkerSpec:
     valid_rows: int | None
     run_dir: str
     initial_weights: dict[str, torch.Tensor] | None = None
+    stream: FileStream | None = None
+    valid_stream: FileStream | None = None
 
 
 @dataclass
@@ -112,17 +116,20 @@ def _rank_mean(value: float) -> float:
     return float(t[0])
 
 
-def evaluate_sharded(model: DistributedModelParallel, valid: EncodedFrame, real_rows: int, tasks: list[str],
+def evaluate_sharded(model: DistributedModelParallel, valid: Iterable[EncodedFrame], real_rows: int, tasks: list[str],
                      batch_size: int) -> Metrics:
-    """Collective: per-task metrics of the sharded model on the union of every rank's (padded) validation shard."""
+    """Collective: per-task metrics of the sharded model on the union of every rank's (padded) validation shard,
+    given as encoded parts (one frame, or the windows of a stream)."""
     model.eval()
-    parts = []
+    parts, label_parts = [], []
     with torch.no_grad():
-        for batch in valid.batches(batch_size):
-            _, (_, logits) = model(batch.to(model.device))
-            parts.append(task_probabilities(logits.float()).cpu())
+        for part in valid:
+            for batch in part.batches(batch_size):
+                _, (_, logits) = model(batch.to(model.device))
+                parts.append(task_probabilities(logits.float()).cpu())
+            label_parts.append(part.labels)
     probs = torch.cat(parts)
-    labels = valid.labels
+    labels = torch.cat(label_parts)
     local = torch.cat([probs, labels, torch.full((len(probs), 1), float(real_rows))], dim=1).to(_comm_device())
     if dist.is_initialized():
         gathered = [torch.empty_like(local) for _ in range(dist.get_world_size())]
@@ -138,7 +145,7 @@ def evaluate_sharded(model: DistributedModelParallel, valid: EncodedFrame, real_
 class _Worker:
     """One rank's training run (state kept on the instance so the loop reads like the single-process one)."""
 
-    def __init__(self, spec: WorkerSpec, rank: int, world_size: int, train_shard: pd.DataFrame,
+    def __init__(self, spec: WorkerSpec, rank: int, world_size: int, train_shard: Any,
                  valid_shard: pd.DataFrame | None, sink: CheckpointSink, device: torch.device,
                  progress: bool, local_world_size: int | None = None) -> None:
         self.spec, self.rank, self.world_size, self.sink, self.device = spec, rank, world_size, sink, device
@@ -149,7 +156,8 @@ class _Worker:
         network = self.model.require_network()
         if spec.initial_weights is not None:
             network.load_state_dict(spec.initial_weights)
-        self.train = self.model.encode(train_shard)
+        self.global_order = self.dcfg.data_order == "global"
+        self.feed = self._feed(train_shard)
         self.valid: EncodedFrame | None = None
         self.valid_real = 0
         if valid_shard is not None and spec.valid_rows:
@@ -173,7 +181,6 @@ class _Worker:
             tqdm.write("note: train.compile applies to single-process training; distributed workers run eager")
         self.optimizer = make_optimizer(self.dmp, self.cfg.lr, self.cfg.embedding_optimizer, self.cfg.embedding_lr,
                                         self.cfg.weight_decay)
-        self.global_order = self.dcfg.data_order == "global"
         per_epoch = global_steps_per_epoch(spec.train_rows, self.cfg.batch_size) if self.global_order else \
             steps_per_epoch(spec.train_rows, self.cfg.batch_size, world_size)
         if per_epoch < 1:
@@ -184,6 +191,20 @@ class _Worker:
         self.total_for_progress = self.cfg.max_steps or per_epoch * self.cfg.epochs
         self.state = TrainState(planned_steps=planned, steps_per_epoch=per_epoch, world_size=world_size,
                                 plan=self.plan_rows)
+
+    def _feed(self, train_shard: Any) -> Feed:
+        """This rank's batches: its frame shard, its range of the file stream (train_shard None), or its Ray Data
+        split (a DataIterator)."""
+        cfg, stream = self.cfg, self.spec.stream
+        place = Placement(cfg.batch_size, self.world_size, self.rank, cfg.seed)
+        if stream is None:
+            return FrameFeed(self.model, train_shard, place, self.global_order)
+        if self.global_order:
+            raise ValueError("data_order 'global' needs a training frame; file sources are read in the sharded order")
+        if train_shard is None:
+            return StreamFeed(self.model, stream, place, cfg.shuffle)
+        return RayDataFeed(self.model, train_shard, place, stream.rows,
+                           stream.options.shuffle_buffer if cfg.shuffle else 0)
 
     # checkpoints ---------------------------------------------------------------------------------
     def resume(self) -> None:
@@ -237,9 +258,8 @@ class _Worker:
     def epoch_batches(self, epoch: int, start: int) -> Iterator[int]:
         """The indices of the batches left in `epoch` (from `start`), with a train pipeline over this rank's shard
         of them ready for `step`; the pipeline is detached when the epoch ends."""
-        cfg, stop = self.cfg, self.epoch_stop()
-        make = global_epoch_batches if self.global_order else epoch_batches
-        self.batches = make(self.train, cfg.batch_size, self.world_size, self.rank, cfg.seed, epoch, start, stop)
+        stop = self.epoch_stop()
+        self.batches = self.feed.batches(epoch, start, stop)
         self.pipeline = TrainPipelineSparseDist(self.dmp, self.optimizer, self.device, execute_all_batches=True)
         self.dmp.train()
         try:
@@ -269,6 +289,10 @@ class _Worker:
 
     def after_epoch(self, st: TrainState, record: dict[str, Any]) -> None:
         """Checkpoint the epoch's end (naming it the best checkpoint when the epoch is the best so far)."""
+        stream = self.spec.stream
+        if stream is not None and not (self.cfg.max_steps and st.step >= self.cfg.max_steps):
+            record["rows"] = epoch_accounting(stream, st.steps_per_epoch * self.cfg.batch_size, self.cfg.batch_size,
+                                              self.world_size)
         name = self.checkpoint_name()
         if st.best_epoch == record["epoch"]:
             st.best_checkpoint = name
@@ -278,11 +302,18 @@ class _Worker:
 
     def validation(self) -> Validation | None:
         """Collective: mean AUC of every task on the union of the ranks' validation shards."""
+        tasks, batch = self.model.tasks, self.cfg.eval_batch_size
+        stream = self.spec.valid_stream
+        if stream is not None:
+            def streamed() -> Metrics:
+                frames, real, _ = stream.eval_windows(self.rank, self.world_size)
+                return evaluate_sharded(self.dmp, (self.model.encode(f) for f in frames), real, tasks, batch)
+
+            return Validation(streamed)
         if self.valid is None:
             return None
         valid = self.valid
-        return Validation(lambda: evaluate_sharded(self.dmp, valid, self.valid_real, self.model.tasks,
-                                                   self.cfg.eval_batch_size))
+        return Validation(lambda: evaluate_sharded(self.dmp, [valid], self.valid_real, tasks, batch))
 
     def run(self) -> TrainState:
         """Resume if a checkpoint exists, then train until done; returns the final state."""

@@ -26,10 +26,11 @@ from typing import Any
 import pandas as pd
 import ray
 import ray.train
-from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import Checkpoint, CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.backend import Backend
 from ray.train.torch import TorchConfig, TorchTrainer
 
+from mtrec.data.ray_source import stream_dataset
 from mtrec.distributed.checkpoint import read_train_state
 from mtrec.distributed.config import DistributedConfig
 from mtrec.distributed.data import shard_frame
@@ -39,6 +40,8 @@ from mtrec.distributed.loop import WorkerSpec, run_worker
 from mtrec.model import MultiTaskModel
 from mtrec.ray_session import ray_session
 
+TRAIN = "train"  # the Ray Data dataset a file stream is read through
+INGEST_BUFFER_BYTES = 256 * 2**20  # object-store budget of the training stream's blocks in flight
 PG_TIMEOUT_S = 1800
 
 
@@ -95,12 +98,23 @@ class RayCheckpoints:
                              checkpoint=Checkpoint.from_directory(local), checkpoint_dir_name=name)
 
 
+def ingest_config() -> DataConfig:
+    """Ray Train's ingest of a file stream: split over the workers with the input order preserved (the equal split
+    is then the same every epoch and after a restart, mtrec.distributed.feeds) and a bounded object-store budget,
+    so only a few blocks are in flight whatever the input's size."""
+    from ray.data import ExecutionOptions, ExecutionResources
+
+    options = ExecutionOptions(preserve_order=True,
+                               resource_limits=ExecutionResources.for_limits(object_store_memory=INGEST_BUFFER_BYTES))
+    return DataConfig(datasets_to_split=[TRAIN], execution_options=options)
+
+
 def _worker_entry(config: dict[str, Any]) -> None:
     """Runs on every Ray Train worker: fetch this rank's rows, train, checkpoint through Ray."""
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
     spec: WorkerSpec = config["spec"]
-    train = ray.get(config["train"][rank])
+    train = ray.get(config["train"][rank]) if config["train"] else ray.train.get_dataset_shard(TRAIN)
     valid = ray.get(config["valid"][rank]) if config["valid"] else None
     device = pick_device(context.get_local_rank(), config["use_gpu"])
     run_worker(spec, rank, world_size, train, valid, RayCheckpoints(), device, progress=config["progress"],
@@ -128,7 +142,7 @@ def train_on_ray(model: MultiTaskModel, train_df: pd.DataFrame | str, valid: pd.
     """`mtrec.train` on `dist_cfg.workers` Ray Train workers; the model ends with the best epoch's weights."""
     start = time.perf_counter()
     dist_cfg = dist_cfg or DistributedConfig()
-    job = prepare(model, train_df, valid, dist_cfg, **options)
+    job = prepare(model, train_df, valid, dist_cfg, progress=progress, **options)
     spec, world = job.spec, dist_cfg.workers
     num_cpus = max(os.cpu_count() or 1, math.ceil(world * dist_cfg.cpus_per_worker))
     with ray_session(dist_cfg.address, num_cpus=num_cpus), tempfile.TemporaryDirectory(prefix="mtrec-pg-") as rdv:
@@ -137,7 +151,11 @@ def train_on_ray(model: MultiTaskModel, train_df: pd.DataFrame | str, valid: pd.
         torch_config = LoopbackTorchConfig(backend=backend, timeout_s=PG_TIMEOUT_S, store_dir=rdv) \
             if _single_node() else TorchConfig(backend=backend, timeout_s=PG_TIMEOUT_S)
         threads = str(max(1, spec.train.threads or dist_cfg.threads_per_worker))
-        if dist_cfg.data_order == "global":
+        datasets, data_config = {}, None
+        if job.train is None:  # a file stream: Ray Data reads it, split over the workers
+            datasets, data_config = {TRAIN: stream_dataset(job.spec.stream)}, ingest_config()
+            train_refs = []
+        elif dist_cfg.data_order == "global":
             train_refs = [ray.put(job.train)] * world
         else:
             train_refs = [ray.put(shard_frame(job.train, rank, world)) for rank in range(world)]
@@ -147,7 +165,7 @@ def train_on_ray(model: MultiTaskModel, train_df: pd.DataFrame | str, valid: pd.
             _worker_entry,
             train_loop_config={"spec": spec, "train": train_refs, "valid": valid_refs, "use_gpu": use_gpu,
                                "progress": progress},
-            torch_config=torch_config,
+            torch_config=torch_config, datasets=datasets, **({"dataset_config": data_config} if data_config else {}),
             scaling_config=ScalingConfig(num_workers=world, use_gpu=use_gpu,
                                          resources_per_worker={"CPU": dist_cfg.cpus_per_worker}),
             run_config=RunConfig(name=spec.dist.name, storage_path=spec.dist.storage_path,

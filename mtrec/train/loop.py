@@ -22,7 +22,7 @@ from mtrec.data.io import read_frame
 from mtrec.data.stream import (REJECTED, FileSource, FileStream, ReadCounts, RejectedRows, StreamOptions,
                                epoch_accounting, is_file_source, take_options)
 from mtrec.data.validation import require_both_classes
-from mtrec.data.vocab import FitOptions, hash_report_lines
+from mtrec.data.vocab import FitOptions, Vocabularies, hash_report_lines
 from mtrec.errors import DataError
 from mtrec.model import MultiTaskModel
 from mtrec.models.inputs import bf16_autocast, network_inputs
@@ -222,6 +222,8 @@ def train_stream(model: MultiTaskModel, train_source: Any, valid: Any, cfg: Trai
     """Train in this process on files read as a stream (mtrec.data.stream): scan (validate, count, fit the
     vocabularies if the model has none), then epochs over windows of the stream, each encoded when it is read."""
     data = scan_sources(model, train_source, valid, cfg, options, fit, progress)
+    if not model.is_built:
+        model.build_network(data.vocabs, seed=cfg.seed)
     stream, valid_stream = data.train, data.valid
     require_steps(stream.steps(cfg.batch_size), stream.rows, cfg.batch_size)
 
@@ -254,12 +256,14 @@ def train_stream(model: MultiTaskModel, train_source: Any, valid: Any, cfg: Trai
 
 @dataclass
 class ScannedData:
-    """The scanned training stream, the validation stream (or frame) and where rejected rows went."""
+    """The scanned training stream, the validation stream (or frame), where rejected rows went and the vocabularies
+    (the model's own, or fitted by the scan)."""
 
     train: FileStream
     valid: FileStream | None
     valid_frame: pd.DataFrame | None
     rejected_path: str | None
+    vocabs: Vocabularies
 
     def summary(self) -> dict[str, Any]:
         """Rows and rejections of both splits (what a TrainResult reports under `data`)."""
@@ -274,7 +278,7 @@ class ScannedData:
 
 def scan_sources(model: MultiTaskModel, train_source: Any, valid: Any, cfg: TrainConfig, options: StreamOptions,
                  fit: FitOptions, progress: bool = True, run_dir: str | Path | None = None) -> ScannedData:
-    """Scan the training files (fitting the model's vocabularies and building its network when it has none) and
+    """Scan the training files (fitting vocabularies when the model has none; the caller builds the network) and
     the validation files; with on_bad_rows="skip" bad rows go to rejected.parquet (in `run_dir`, or the path
     StreamOptions names) and a summary line is printed."""
     if not is_file_source(train_source):
@@ -293,13 +297,12 @@ def scan_sources(model: MultiTaskModel, train_source: Any, valid: Any, cfg: Trai
         if rejected is not None:
             rejected.close()
     valid_frame = read_frame(valid) if valid is not None and valid_stream is None else None
-    if fitter is not None:
-        vocabs = fitter.finish()
-        model.build_network(vocabs, seed=cfg.seed)
-        if progress:
-            for line in hash_report_lines(vocabs):
-                tqdm.write(line)
-    data = ScannedData(stream, valid_stream, valid_frame, str(rejected.path) if rejected is not None else None)
+    vocabs = model.vocabs if fitter is None else fitter.finish()
+    if fitter is not None and progress:
+        for line in hash_report_lines(vocabs):
+            tqdm.write(line)
+    data = ScannedData(stream, valid_stream, valid_frame, str(rejected.path) if rejected is not None else None,
+                       vocabs)
     if rejected is not None and progress:
         tqdm.write(f"rows: train {stream.raw_rows:,} read = {stream.rows:,} good + {stream.rejected:,} rejected"
                    + (f"; valid {valid_stream.raw_rows:,} = {valid_stream.rows:,} + {valid_stream.rejected:,}"
