@@ -19,7 +19,7 @@ from benchmarks.sections import SECTIONS, generic, multitask_table
 TITLES = {"multitask": "Multi-task models: per-task test AUC", "new_task": "Adding a task: methods compared",
           "throughput": "Training throughput", "time_to_quality": "Time to quality (adult)", "inference": "Inference precisions (INT8 and friends)",
           "scaling": "Distributed scaling", "serve_load": "Serving under load",
-          "batch_predict": "Batch scoring on Ray Data"}
+          "batch_predict": "Batch scoring on Ray Data", "ingest": "Training on files bigger than memory"}
 CHART_ALT = {"multitask": "per-task AUC by model and dataset",
              "new_task": "new-task AUC vs trainable share and vs wall time, one point per method",
              "continual": "new-task AUC and the older tasks' AUC change after each addition, one line per method",

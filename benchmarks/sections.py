@@ -316,6 +316,17 @@ def sequences(res: dict[str, Any]) -> list[Block]:
     return blocks
 
 
+def ingest(res: dict[str, Any]) -> list[Block]:
+    """Per size: variant x mode, whole-job peak memory, examples/s and its ratio to in-memory, test AUC."""
+    rows = [[f"{size['rows']:,}", r["variant"], r["mode"], num(r["peak_pss_mib"]), num(r["examples_per_s"]),
+             num(r.get("ratio"), ".2f"), num(r["mean_test_auc"], ".4f")]
+            for size in res["sizes"] for r in size["runs"]]
+    return [Table(["rows", "variant", "mode", "whole-job peak PSS MiB", "examples/s", "x in-memory",
+                   "test mean AUC"], rows, [None, None, None, "low", "high", "high", "high"]),
+            Key(f"One epoch from Parquet ({res['cardinality']:,} ids per table, batch {res['batch_size']}): the "
+                "whole job's peak memory per size, streamed vs the in-memory frame where it fits.")]
+
+
 def generic(res: dict[str, Any]) -> list[Block]:
     """Any other benchmark: its top-level numbers and strings as a two-column table."""
     rows = [[key, num(v, ",.4g") if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)]
@@ -327,4 +338,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], list[Block]]] = {
     "multitask": multitask, "new_task": new_task, "continual": continual, "throughput": throughput,
     "time_to_quality": time_to_quality, "inference": inference, "scaling": scaling, "serve_load": serve_load, "batch_predict": batch_predict,
     "sequences": sequences,
+
+
+    "ingest": ingest,
 }

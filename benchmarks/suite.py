@@ -107,6 +107,10 @@ SUITE = [
     Benchmark("batch_predict", "benchmarks.batch_predict", "Batch scoring", {
         "quick": ["--rows", "100000", "--workers", "1", "2", "--precisions", "fp32"],
         "full": ["--rows", "1000000", "10000000", "--workers", "1", "2", "--precisions", "fp32", "int8"]}),
+    Benchmark("ingest", "benchmarks.ingest", "Training on files bigger than memory", {
+        "quick": ["--rows", "100000", "--cardinality", "10000", "--modes", "stream", "memory",
+                  "--checkpoint-ids", "1000000"],
+        "full": ["--rows", "1000000", "10000000", "50000000"]}),
 ]
 
 

@@ -42,6 +42,7 @@ from mtrec.ray_session import ray_session
 
 TRAIN = "train"  # the Ray Data dataset a file stream is read through
 INGEST_BUFFER_BYTES = 256 * 2**20  # object-store budget of the training stream's blocks in flight
+READ_CPUS = 1  # CPUs a run on files keeps free for its Ray Data read tasks (each asks for half of one)
 PG_TIMEOUT_S = 1800
 
 
@@ -144,7 +145,9 @@ def train_on_ray(model: MultiTaskModel, train_df: pd.DataFrame | str, valid: pd.
     dist_cfg = dist_cfg or DistributedConfig()
     job = prepare(model, train_df, valid, dist_cfg, progress=progress, **options)
     spec, world = job.spec, dist_cfg.workers
-    num_cpus = max(os.cpu_count() or 1, math.ceil(world * dist_cfg.cpus_per_worker))
+    # a file stream's Ray Data read tasks need a CPU beside the workers' (else they wait for one forever)
+    reader_cpus = READ_CPUS if job.spec.stream is not None else 0
+    num_cpus = max(os.cpu_count() or 1, math.ceil(world * dist_cfg.cpus_per_worker + reader_cpus))
     with ray_session(dist_cfg.address, num_cpus=num_cpus), tempfile.TemporaryDirectory(prefix="mtrec-pg-") as rdv:
         use_gpu = _use_gpu(dist_cfg)
         backend = "nccl" if use_gpu else "gloo"
