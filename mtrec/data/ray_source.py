@@ -11,16 +11,21 @@ scanned stream (mtrec.data.stream.FileStream) reads exactly its good rows, in pi
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
 from mtrec.data.files import InputFile, Piece, piece_blocks, without_rows
-from mtrec.data.stream import FileStream
+from mtrec.data.schema import Schema
+from mtrec.data.stream import FileStream, StreamOptions
+from mtrec.data.validation import check_frame
+from mtrec.errors import DataError
 
 
 class PiecesDatasource(Datasource):
@@ -61,10 +66,89 @@ def _read(file: InputFile, piece: Piece, columns: list[str], block_rows: int, ba
             yield block
 
 
-def stream_dataset(stream: FileStream) -> Any:
-    """A scanned stream's good rows as a `ray.data.Dataset` (one read task per piece, in file order)."""
+def stream_dataset(stream: FileStream | DatasetStream) -> Any:
+    """A scanned stream's good rows as a `ray.data.Dataset` (one read task per piece, in file order; a scanned
+    Dataset is itself)."""
     import ray.data
+
+    if isinstance(stream, DatasetStream):
+        return stream.dataset
 
     source = PiecesDatasource(stream.files, stream.pieces, stream.columns, stream.options.read_rows, stream.bad,
                               [int(g) for g in stream.good])
     return ray.data.read_datasource(source, override_num_blocks=max(1, len(stream.pieces)), num_cpus=0.5)
+
+
+@dataclass
+class DatasetStream:
+    """A `ray.data.Dataset` scanned like a file stream: every row validated (a bad row fails the run naming its
+    position), rows counted and vocabularies fitted in one pass; each epoch reads it again through `iter_batches`
+    with a local shuffle buffer seeded by (seed, epoch). In a process it is read in one order (world size 1); Ray
+    Train workers get their splits of the dataset itself (mtrec.distributed.feeds.RayDataFeed)."""
+
+    dataset: Any
+    rows: int
+    options: StreamOptions
+    files: list[Any] = field(default_factory=list)
+    rejected: int = 0
+
+    @property
+    def raw_rows(self) -> int:
+        """Rows of the dataset (a Dataset's rows are all good: a bad one fails the scan)."""
+        return self.rows
+
+    @classmethod
+    def scan(cls, dataset: Any, schema: Schema, tasks: Sequence[str], options: StreamOptions, fitter: Any = None,
+             split: str = "train") -> DatasetStream:
+        """Validate and count every row (and fit vocabularies with a VocabFitter), in one pass."""
+        if options.on_bad_rows != "fail":
+            raise DataError(f"on_bad_rows={options.on_bad_rows!r} needs files (a Dataset's rows have no file and row "
+                            "to record); validate the Dataset first or use on_bad_rows='fail'")
+        columns = [*schema.features(), *[t for t in tasks if t not in schema.features()]]
+        missing = [c for c in columns if c not in dataset.columns()]
+        if missing:
+            raise DataError(f"{split} dataset: column {missing[0]!r} is missing", column=missing[0])
+        ordered = type(dataset).copy(dataset.select_columns(columns), _deep_copy=True)  # its own DataContext
+        ordered.context.execution_options.preserve_order = True  # the same rows in the same order every read
+        rows = 0
+        for frame in ordered.iter_batches(batch_size=options.read_rows, batch_format="pandas"):
+            frame.index = pd.RangeIndex(rows, rows + len(frame))
+            try:
+                flat, _ = check_frame(frame, schema, list(tasks), require_labels=True)
+            except DataError as e:
+                raise DataError(f"{split} dataset: {e}", column=e.column, row=e.row) from None
+            if fitter is not None:
+                fitter.add(frame, flat)
+            rows += len(frame)
+        if rows == 0:
+            raise DataError(f"no {split} rows to train on in the dataset")
+        return cls(ordered, rows, options)
+
+    def steps(self, batch_size: int, world_size: int = 1) -> int:
+        """Batches of `batch_size` rows each rank takes per epoch."""
+        return (self.rows // world_size) // batch_size
+
+    def windows(self, batch_size: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1, start: int = 0,
+                shuffle: bool = True, counts: Any = None) -> Iterator[tuple[pd.DataFrame, int]]:
+        """(window frame, batches to skip at its front) from batch `start` on, in this process (world size 1)."""
+        if world_size != 1:
+            raise ValueError("a ray.data.Dataset trains in one process or on Ray Train workers (launcher='ray')")
+        usable = (self.rows // batch_size) * batch_size
+        size = max(1, -(-self.options.read_rows // batch_size)) * batch_size
+        buffer = self.options.shuffle_buffer if shuffle else 0
+        shuffling = {"local_shuffle_buffer_size": buffer,
+                     "local_shuffle_seed": int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+                     } if buffer else {}
+        done = 0  # rows of the epoch's order passed so far
+        for frame in self.dataset.iter_batches(batch_size=size, batch_format="pandas", **shuffling):
+            frame = frame.iloc[: usable - done]
+            first = done // batch_size
+            done += len(frame)
+            n = len(frame) // batch_size
+            if first + n > start and len(frame):
+                skip = max(0, start - first)
+                if counts is not None:
+                    counts.rows += (n - skip) * batch_size
+                yield frame, skip
+            if done >= usable:
+                return

@@ -413,5 +413,10 @@ def is_file_source(source: Any) -> bool:
                                                                        for s in source)
 
 
+def is_dataset(source: Any) -> bool:
+    """Whether `source` is a `ray.data.Dataset` (checked without importing Ray Data)."""
+    return any(f"{c.__module__}.{c.__name__}" == "ray.data.dataset.Dataset" for c in type(source).__mro__)
+
+
 __all__ = ["BAD_ROWS", "REJECTED", "FileSource", "FileStream", "ReadCounts", "RejectedRows", "StreamOptions",
-           "epoch_accounting", "is_file_source", "take_options", "to_frame"]
+           "epoch_accounting", "is_dataset", "is_file_source", "take_options", "to_frame"]

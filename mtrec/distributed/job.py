@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from mtrec.data.io import read_frame
-from mtrec.data.stream import StreamOptions, is_file_source, take_options
+from mtrec.data.stream import StreamOptions, is_dataset, is_file_source, take_options
 from mtrec.data.vocab import FitOptions, Vocabularies
 from mtrec.distributed.checkpoint import load_network_weights, model_manifest
 from mtrec.distributed.config import DistributedConfig
@@ -77,7 +77,7 @@ def prepare(model: MultiTaskModel, train_df: Any, valid: Any, dist_cfg: Distribu
     name = run_name(model, dist_cfg.name)
     dist_cfg = dist_cfg.replace(storage_path=str(storage), name=name)
     data, train = None, None
-    if is_file_source(train_df) or is_file_source(valid):
+    if is_file_source(train_df) or is_file_source(valid) or is_dataset(train_df):
         data = scan_sources(model, train_df, valid, cfg, stream_options, fit_options, progress, storage / name)
         rows, valid_frame = data.train.rows, data.valid_frame
         valid_rows = data.valid.rows if data.valid is not None else None

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from mtrec.data.batches import Batch, EncodedFrame, user_groups
 from mtrec.data.io import read_frame
 from mtrec.data.stream import (REJECTED, FileSource, FileStream, ReadCounts, RejectedRows, StreamOptions,
-                               epoch_accounting, is_file_source, take_options)
+                               epoch_accounting, is_dataset, is_file_source, take_options)
 from mtrec.data.validation import require_both_classes
 from mtrec.data.vocab import FitOptions, Vocabularies, hash_report_lines
 from mtrec.errors import DataError
@@ -143,7 +143,7 @@ def train(model: MultiTaskModel, train_df: pd.DataFrame | str | Sequence[str], v
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
-    if is_file_source(train_df) or is_file_source(valid):
+    if is_file_source(train_df) or is_file_source(valid) or is_dataset(train_df):
         return train_stream(model, train_df, valid, cfg, stream_options, fit_options, progress=progress)
     train_frame = read_frame(train_df)
     if not model.is_built:
@@ -281,16 +281,21 @@ def scan_sources(model: MultiTaskModel, train_source: Any, valid: Any, cfg: Trai
     """Scan the training files (fitting vocabularies when the model has none; the caller builds the network) and
     the validation files; with on_bad_rows="skip" bad rows go to rejected.parquet (in `run_dir`, or the path
     StreamOptions names) and a summary line is printed."""
-    if not is_file_source(train_source):
+    if not (is_file_source(train_source) or is_dataset(train_source)):
         raise DataError("with validation files, give the training data as files too (or both as frames)")
     rejected = None
     if options.on_bad_rows == "skip":
         path = options.rejected_path or Path(run_dir or default_run_dir(model)) / REJECTED
         rejected = RejectedRows(path)
-    source = FileSource.of(train_source)
     fitter = None if model.is_built else fit.fitter(model.schema)
     try:
-        stream = source.scan(model.schema, model.tasks, options, fitter, rejected, "train", progress)
+        if is_dataset(train_source):
+            from mtrec.data.ray_source import DatasetStream
+
+            stream: Any = DatasetStream.scan(train_source, model.schema, model.tasks, options, fitter)
+        else:
+            stream = FileSource.of(train_source).scan(model.schema, model.tasks, options, fitter, rejected, "train",
+                                                      progress)
         valid_stream = FileSource.of(valid).scan(model.schema, model.tasks, options, None, rejected, "valid",
                                                  progress) if is_file_source(valid) else None
     finally:
