@@ -58,7 +58,7 @@ def data_dir_for(root: Path, rows: int, cardinality: int, files: int) -> Path:
 
 
 def run_one(data: Path, mode: str, variant: str, cardinality: int, batch_size: int, buckets: int,
-            test_rows: int) -> dict[str, Any]:
+            test_rows: int, max_steps: int = 0) -> dict[str, Any]:
     """Inside the measured process: build, train one epoch, evaluate; returns the run's figures."""
     import pandas as pd
     import pyarrow.parquet as pq
@@ -72,7 +72,7 @@ def run_one(data: Path, mode: str, variant: str, cardinality: int, batch_size: i
         schema = dataclasses.replace(schema, hash_buckets={f: buckets for f in schema.sparse})
     model = mtrec.build_model("mptrec", schema=schema, tasks=spec.task_names)
     settings: dict[str, Any] = {"epochs": 1, "batch_size": batch_size, "seed": 0, "progress": False,
-                                "compile": False}
+                                "compile": False, "max_steps": max_steps or None}
     started = time.perf_counter()
     train: Any = str(data / "train")
     if mode == "memory":
@@ -95,13 +95,13 @@ def run_one(data: Path, mode: str, variant: str, cardinality: int, batch_size: i
 
 
 def measure(data: Path, mode: str, variant: str, cardinality: int, batch_size: int, buckets: int,
-            test_rows: int) -> dict[str, Any]:
+            test_rows: int, max_steps: int = 0) -> dict[str, Any]:
     """Run one configuration in its own process; its figures plus the whole process tree's peak PSS."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         out = Path(f.name)
     cmd = [sys.executable, "-m", "benchmarks.ingest", "--one", str(data), mode, variant, str(out),
            "--cardinality", str(cardinality), "--batch-size", str(batch_size), "--buckets", str(buckets),
-           "--test-rows", str(test_rows)]
+           "--test-rows", str(test_rows), "--max-steps", str(max_steps)]
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     sampler = PeakSampler(proc.pid)
     code = proc.wait()
@@ -159,7 +159,9 @@ def frame_mib(data: Path) -> float:
 def markdown(results: dict[str, Any]) -> str:
     """The results as a Markdown table."""
     lines = [f"One epoch of mptrec on synthetic data ({results['cardinality']:,} ids per table, 8 tables), batch "
-             f"{results['batch_size']}, {results['cpu']}; peak = whole job's summed PSS (all processes); ratio = "
+             f"{results['batch_size']}"
+             + (f" (first {results['max_steps']} steps after the full scan)" if results.get("max_steps") else "")
+             + f", {results['cpu']}; peak = whole job's summed PSS (all processes); ratio = "
              "examples/s / the in-memory run's of the same rows and variant.", "",
              "| rows (train) | as pandas MiB | Parquet MiB | variant | mode | peak PSS MiB | examples/s | ratio | "
              "test mean AUC |", "|---|---|---|---|---|---|---|---|---|"]
@@ -195,6 +197,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--memory-max-rows", type=int, default=1_000_000, help="largest size run in memory too")
     p.add_argument("--ray-max-rows", type=int, default=1_000_000, help="largest size run on 2 Ray workers")
     p.add_argument("--test-rows", type=int, default=100_000)
+    p.add_argument("--max-steps", type=int, default=0,
+                   help="stop each run after this many steps (0: the whole epoch); the scan still reads every row")
     p.add_argument("--checkpoint-ids", type=int, default=10_000_000,
                    help="vocabulary size of the checkpoint save/load timing (0: skip it)")
     p.add_argument("--data-dir", default=str(Path(tempfile.gettempdir()) / "mtrec-ingest"))
@@ -205,9 +209,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.one:
         data, mode, variant, out = args.one
         Path(out).write_text(json.dumps(run_one(Path(data), mode, variant, args.cardinality, args.batch_size,
-                                                args.buckets, args.test_rows)))
+                                                args.buckets, args.test_rows, args.max_steps)))
         return {}
     results: dict[str, Any] = {"cardinality": args.cardinality, "batch_size": args.batch_size, "cpu": cpu_name(),
+                               "max_steps": args.max_steps,
                                "load_average": os.getloadavg(), "sizes": []}
     if args.checkpoint_ids:
         with tempfile.TemporaryDirectory(prefix="mtrec-ingest-ckpt-") as work:
@@ -220,7 +225,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             modes = [m for m in args.modes if (m != "memory" or rows <= args.memory_max_rows)
                      and (m != "ray2" or rows <= args.ray_max_rows)]
             for mode in modes:
-                run = measure(data, mode, variant, args.cardinality, args.batch_size, args.buckets, args.test_rows)
+                run = measure(data, mode, variant, args.cardinality, args.batch_size, args.buckets, args.test_rows,
+                              args.max_steps)
                 print(f"{rows:,} {variant} {mode}: peak {run['peak_pss_mib']:,.0f} MiB, "
                       f"{run['examples_per_s']:,.0f} examples/s, test AUC {run['mean_test_auc']:.4f}", flush=True)
                 size["runs"].append(run)
