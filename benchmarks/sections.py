@@ -337,8 +337,5 @@ def generic(res: dict[str, Any]) -> list[Block]:
 SECTIONS: dict[str, Callable[[dict[str, Any]], list[Block]]] = {
     "multitask": multitask, "new_task": new_task, "continual": continual, "throughput": throughput,
     "time_to_quality": time_to_quality, "inference": inference, "scaling": scaling, "serve_load": serve_load, "batch_predict": batch_predict,
-    "sequences": sequences,
-
-
-    "ingest": ingest,
+    "sequences": sequences, "ingest": ingest,
 }
