@@ -31,7 +31,7 @@ def files(tmp_path_factory) -> Path:
 
 def _model(files: Path) -> mtrec.MultiTaskModel:
     spec = make_spec()
-    model = mtrec.build_model("mptrec", schema=spec.schema(), tasks=spec.task_names)
+    model = mtrec.build_model("mptrec", schema=spec.schema(), tasks=spec.task_names, dataset="adult")
     frame = FileSource.of(files / "train").head(ROWS)
     model.build_network(Vocabularies.fit(frame, model.schema), seed=0)
     return model
