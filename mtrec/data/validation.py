@@ -69,7 +69,7 @@ def check_frame(
     for name, seq in schema.sequences.items():
         if seq.actions is not None and not np.array_equal(flat[name][0], flat[seq.actions][0]):
             i = int(np.argmax(flat[name][0] != flat[seq.actions][0]))
-            raise _fail(seq.actions, df.index[i], f"has {flat[seq.actions][0][i]} values but sequence {name!r} has "
+            raise row_error(seq.actions, df.index[i], f"has {flat[seq.actions][0][i]} values but sequence {name!r} has "
                         f"{flat[name][0][i]}; an action column needs one value per sequence item")
     for col in schema.dense:
         _check_dense(df[col], col, df.index)
