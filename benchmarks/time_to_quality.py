@@ -12,7 +12,6 @@ import argparse
 import time
 from typing import Any
 
-import numpy as np
 import torch
 
 import mtrec

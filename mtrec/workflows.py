@@ -16,7 +16,6 @@ from mtrec.batch.options import BATCH_SIZE, ON_BAD_ROWS, PRECISION, WORKERS
 from mtrec.errors import DataError, UsageError
 
 if TYPE_CHECKING:
-    import pandas as pd
 
     from mtrec.batch.driver import BatchResult
     from mtrec.data.schema import Schema

@@ -4,7 +4,6 @@ ignores label columns, and a manifest that does not match its weights fails on l
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import pytest
