@@ -118,14 +118,20 @@ def dense_step(network: nn.Module, optimizer: torch.optim.Optimizer, bf16: bool)
     return step
 
 
+NOISE = 0.05  # the embedding part must take at least this share of a step to be told apart from timing noise
+
+
 def roofline(flops_per_example: float, bytes_per_example: float, matmul_rate: float, bandwidth: float,
              step_eps: float, dense_eps: float) -> dict[str, float]:
     """Achieved rates and fractions of the bound: the dense part's FLOP/s against `matmul_rate`, the embedding
-    part's bytes/s (its time = step time - dense time) against `bandwidth`, the whole step against both in series."""
+    part's bytes/s (its time = step time - dense time) against `bandwidth`, the whole step against both in series.
+    The embedding figures are None (not measurable) when the difference is below NOISE of the step time: dividing
+    by a difference within timing noise printed rates millions of times the copy roof."""
     step_s, dense_s = 1.0 / step_eps, 1.0 / dense_eps
-    emb_s = max(step_s - dense_s, 1e-12)
+    emb_s = step_s - dense_s
+    measurable = emb_s >= NOISE * step_s
     bound_s = flops_per_example / matmul_rate + bytes_per_example / bandwidth
     return {"dense_flops_per_s": flops_per_example / dense_s, "dense_of_bound": flops_per_example / dense_s / matmul_rate,
-            "embedding_bytes_per_s": bytes_per_example / emb_s,
-            "embedding_of_bound": bytes_per_example / emb_s / bandwidth,
+            "embedding_bytes_per_s": bytes_per_example / emb_s if measurable else None,
+            "embedding_of_bound": bytes_per_example / emb_s / bandwidth if measurable else None,
             "step_bound_examples_per_s": 1.0 / bound_s, "step_of_bound": bound_s / step_s}

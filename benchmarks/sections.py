@@ -14,6 +14,11 @@ def ms(value: MeanStd, digits: int = 4, scale: float = 1.0) -> Cell:
     return Cell(f"{value['mean'] * scale:.{digits}f} ± {value['std'] * scale:.{digits}f}", value["mean"] * scale)
 
 
+def scaled(value: float | None, factor: float) -> float | None:
+    """value * factor, None kept (a figure that was not measurable)."""
+    return None if value is None else value * factor
+
+
 def num(value: float | None, fmt: str = ",.0f") -> Cell:
     """A plain number ranked by itself ('–' when missing)."""
     return Cell("–") if value is None else Cell(format(value, fmt), value)
@@ -192,7 +197,8 @@ def bigtable(big: dict[str, Any]) -> list[Block]:
                 rows.append([f"{r['batch_size']} {name}", num(roof["dense_flops_per_example"] / 1e6, ".2f"),
                              num(roof["embedding_bytes_per_example"] / 1e3, ".1f"),
                              num(v["dense_flops_per_s"] / 1e9, ",.1f"), num(100 * v["dense_of_bound"], ".0f"),
-                             num(v["embedding_bytes_per_s"] / 1e9, ",.2f"), num(100 * v["embedding_of_bound"], ".0f"),
+                             num(scaled(v["embedding_bytes_per_s"], 1e-9), ",.2f"),
+                             num(scaled(v["embedding_of_bound"], 100), ".0f"),
                              num(100 * v["step_of_bound"], ".0f")])
         blocks.append(Table(["batch variant", "dense MFLOP/ex", "embedding KB/ex", "dense GFLOP/s", "dense % of roof",
                              "embedding GB/s", "embedding % of roof", "step % of bound"], rows,

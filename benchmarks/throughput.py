@@ -28,6 +28,7 @@ from torch import nn
 import mtrec
 from benchmarks.bigtables import TASKS, Feature, PlainBags, criteo_features, make_batches, mtrec_network
 from benchmarks.common import write_results
+from benchmarks.sections import num, scaled
 from benchmarks.roofline import (copy_bandwidth, dense_flops, dense_step, embedding_bytes, gemm_shapes,
                                  matmul_rates, roofline)
 from mtrec.data.vocab import Vocabularies
@@ -297,8 +298,9 @@ def roofline_markdown(machine: dict[str, Any], results: list[dict[str, Any]]) ->
         for name, v in roof["variants"].items():
             lines.append(f"| {r['batch_size']} | {name} | {roof['dense_flops_per_example'] / 1e6:.2f} | "
                          f"{roof['embedding_bytes_per_example'] / 1e3:.1f} | {v['dense_flops_per_s'] / 1e9:,.1f} | "
-                         f"{100 * v['dense_of_bound']:.0f}% | {v['embedding_bytes_per_s'] / 1e9:,.2f} | "
-                         f"{100 * v['embedding_of_bound']:.0f}% | {v['step_bound_examples_per_s']:,.0f} | "
+                         f"{100 * v['dense_of_bound']:.0f}% | {num(scaled(v['embedding_bytes_per_s'], 1e-9), ',.2f').text} | "
+                         f"{num(scaled(v['embedding_of_bound'], 100), '.0f').text}% | "
+                         f"{v['step_bound_examples_per_s']:,.0f} | "
                          f"{100 * v['step_of_bound']:.0f}% |")
     return lines
 
