@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -47,6 +48,17 @@ def mean_std(values: list[float]) -> dict[str, float]:
 def fmt(ms: dict[str, float], digits: int = 4) -> str:
     """'0.8791 ± 0.0012'."""
     return f"{ms['mean']:.{digits}f} ± {ms['std']:.{digits}f}"
+
+
+def add_task_grid_args(parser: argparse.ArgumentParser, name: str, datasets: list[str], methods: list[str]) -> None:
+    """The arguments every add-a-task benchmark takes: datasets, seeds, methods, an epoch cap, threads, output."""
+    parser.add_argument("--datasets", nargs="+", default=list(datasets))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=list(methods), help="add_task methods")
+    parser.add_argument("--epochs", type=int, help="cap pre-training and add_task epochs (default: the recipes')")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for every run (0: keep)")
+    parser.add_argument("--out", default="reports/bench")
+    parser.add_argument("--name", default=name, help="result files: <out>/<name>.json and .md")
 
 
 def write_results(out_dir: str | Path, name: str, results: dict[str, Any], markdown: str) -> tuple[Path, Path]:

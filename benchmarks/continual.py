@@ -31,7 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 import mtrec
-from benchmarks.common import fmt, mean_std, write_results
+from benchmarks.common import add_task_grid_args, fmt, mean_std, write_results
 
 METHODS = ["prompt", "tower", "task_embedding", "finetune", "child_tuning", "pecl", "cnf", "joint"]
 DATASETS = ["synthetic", "adult", "movielens-100k"]
@@ -180,14 +180,8 @@ def summarize(runs: list[dict], baselines: list[dict], pretrained: list[dict]) -
 def main(argv: list[str] | None = None) -> dict:
     """Run every (dataset, seed, method) sequence and write <name>.json / <name>.md."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.continual")
-    parser.add_argument("--datasets", nargs="+", default=DATASETS)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", default=METHODS)
+    add_task_grid_args(parser, "continual", DATASETS, METHODS)
     parser.add_argument("--rows", type=int, default=60_000, help="synthetic rows (80% train, 10% valid, 10% test)")
-    parser.add_argument("--epochs", type=int, help="cap pre-training and add_task epochs (default: the recipes')")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: keep)")
-    parser.add_argument("--out", default="reports/bench")
-    parser.add_argument("--name", default="continual", help="result files: <out>/<name>.json and .md")
     args = parser.parse_args(argv)
     unknown = sorted({parse_method(m)[0] for m in args.methods} - set(METHODS))
     if unknown:

@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 import mtrec
-from benchmarks.common import fmt, mean_std, write_results
+from benchmarks.common import add_task_grid_args, fmt, mean_std, write_results
 from mtrec.tasks import METHODS
 
 DATASETS = ["adult", "movielens-100k"]
@@ -109,16 +109,10 @@ def summarize(runs: list[dict], pretrained: list[dict], datasets: list[str]) -> 
 def main(argv: list[str] | None = None) -> dict:
     """Run the grid and write <name>.json / <name>.md."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.new_task")
-    parser.add_argument("--datasets", nargs="+", default=DATASETS)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), help="add_task methods run on mptrec")
+    add_task_grid_args(parser, "new_task", DATASETS, list(METHODS))
     parser.add_argument("--backbones", nargs="*", default=OTHER_BACKBONES,
                         help="other backbones run with prompt (none: give the flag alone)")
     parser.add_argument("--backbone-joint", action="store_true", help="also run joint on the other backbones")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for every run (0: keep)")
-    parser.add_argument("--epochs", type=int, help="cap pre-training and add_task epochs (default: the recipes')")
-    parser.add_argument("--out", default="reports/bench")
-    parser.add_argument("--name", default="new_task", help="result files: <out>/<name>.json and .md")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
