@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
     """Run every (dataset, seed, method) sequence and write <name>.json / <name>.md."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.continual")
     add_task_grid_args(parser, "continual", DATASETS, METHODS)
-    parser.add_argument("--rows", type=int, default=60_000, help="synthetic rows (80% train, 10% valid, 10% test)")
+    parser.add_argument("--rows", type=int, default=60_000, help="synthetic rows (80%% train, 10%% valid, 10%% test)")
     args = parser.parse_args(argv)
     unknown = sorted({parse_method(m)[0] for m in args.methods} - set(METHODS))
     if unknown:
