@@ -123,6 +123,47 @@ def _check_args(workers: int, batch_size: int, precision: str, on_bad_rows: str)
         raise ValueError(f"on_bad_rows must be one of {', '.join(BAD_ROWS)}, got {on_bad_rows!r}")
 
 
+def _require_columns(files: list[Any], needed: list[str]) -> None:
+    """Refuse, before Ray starts, an input file that lacks a column the model reads."""
+    for file in files:
+        missing = missing_columns(file, needed)
+        if missing:
+            raise DataError(f"file {file.path!r}: column {missing[0]!r} is missing (row: all rows)",
+                            column=missing[0])
+
+
+def _write_blocks(ds: Any, writer: ScoreWriter, expected: int | None, fail: bool, progress: bool,
+                  started: float) -> float | None:
+    """Write the scored blocks as they stream back (with `fail`, the first rejected row raises its DataError);
+    returns the seconds to the first block."""
+    first_output = None
+    with tqdm(total=expected, unit=" rows", unit_scale=True, desc="scoring", disable=not progress,
+              smoothing=0.1) as bar:
+        for block in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1):
+            first_output = first_output or time.perf_counter() - started
+            rejected = writer.write(block)
+            if fail and rejected.num_rows:
+                first = rejected.slice(0, 1).to_pylist()[0]
+                raise DataError(first["reason"], column=first["column"], row=first["row"])
+            bar.update(block.num_rows)
+    return first_output
+
+
+def _result_of(writer: ScoreWriter, files: int, expected: int | None, precision: str, start: float,
+               started: float, first_output: float | None, start_rss: int) -> BatchResult:
+    """The run's BatchResult, after checking that every input row came back."""
+    seconds = time.perf_counter() - started
+    if expected is not None and writer.ledger.rows != expected:
+        raise RuntimeError(f"row accounting: the input files hold {expected:,} rows but "
+                           f"{writer.ledger.rows:,} came back")
+    result = BatchResult(str(writer.output), writer.ledger.rows, writer.scored, writer.rejected, files,
+                         seconds, started - start, precision, first_output or seconds)
+    result.workers = [{"pid": pid, **w, "rows_per_s": w["rows"] / seconds if seconds > 0 else 0.0}
+                      for pid, w in sorted(writer.workers.items())]
+    result.driver_peak_rss_bytes, result.driver_start_rss_bytes = peak_rss_bytes(), start_rss
+    return result
+
+
 def batch_predict(checkpoint: str | Path, inputs: str | Path, output: str | Path, workers: int = WORKERS,
                   batch_size: int = BATCH_SIZE, precision: str = PRECISION, id_column: str | None = None,
                   on_bad_rows: str = ON_BAD_ROWS, address: str | None = None, threads_per_worker: int | None = None,
@@ -143,11 +184,7 @@ def batch_predict(checkpoint: str | Path, inputs: str | Path, output: str | Path
     needed = [*schema["sparse"], *schema["dense"], *([id_column] if id_column else [])]
     files = plan_inputs(inputs)
     if on_bad_rows == "fail":
-        for file in files:
-            missing = missing_columns(file, needed)
-            if missing:
-                raise DataError(f"file {file.path!r}: column {missing[0]!r} is missing (row: all rows)",
-                                column=missing[0])
+        _require_columns(files, needed)
     pieces = split_pieces(files, rows_per_piece=max(batch_size, 262_144))
     paths = [f.path for f in files]
     expected = None if any(f.rows is None for f in files) else sum(f.rows or 0 for f in files)
@@ -170,25 +207,8 @@ def batch_predict(checkpoint: str | Path, inputs: str | Path, output: str | Path
                                     "checkpoint": checkpoint, "precision": precision, "tasks": tasks,
                                     "id_column": id_column, "on_bad_rows": on_bad_rows, "paths": paths,
                                     "threads": threads})
-            first_output = None
-            with tqdm(total=expected, unit=" rows", unit_scale=True, desc="scoring", disable=not progress,
-                      smoothing=0.1) as bar:
-                for block in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1):
-                    first_output = first_output or time.perf_counter() - started
-                    rejected = writer.write(block)
-                    if on_bad_rows == "fail" and rejected.num_rows:
-                        first = rejected.slice(0, 1).to_pylist()[0]
-                        raise DataError(first["reason"], column=first["column"], row=first["row"])
-                    bar.update(block.num_rows)
-            seconds = time.perf_counter() - started
-            result = BatchResult(str(writer.output), writer.ledger.rows, writer.scored, writer.rejected, len(files),
-                                 seconds, started - start, precision, first_output or seconds)
-            result.workers = [{"pid": pid, **w, "rows_per_s": w["rows"] / seconds if seconds > 0 else 0.0}
-                              for pid, w in sorted(writer.workers.items())]
-            if expected is not None and writer.ledger.rows != expected:
-                raise RuntimeError(f"row accounting: the input files hold {expected:,} rows but "
-                                   f"{writer.ledger.rows:,} came back")
-            result.driver_peak_rss_bytes, result.driver_start_rss_bytes = peak_rss_bytes(), start_rss
+            first_output = _write_blocks(ds, writer, expected, on_bad_rows == "fail", progress, started)
+            result = _result_of(writer, len(files), expected, precision, start, started, first_output, start_rss)
             writer.commit(result.to_dict())
     except BaseException as exc:
         writer.abort()
