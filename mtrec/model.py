@@ -7,11 +7,12 @@ from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import torch
 
 import pretrain_stack
 import mtrec.models  # noqa: F401  (registers the multi-task components)
-from mtrec.data.batches import Batch, EncodedFrame, encode_frame
+from mtrec.data.batches import Batch, EncodedFrame, encode_frame, encode_table
 from mtrec.data.io import read_frame
 from mtrec.data.schema import Schema
 from mtrec.data.vocab import Vocabularies
@@ -195,6 +196,13 @@ class MultiTaskModel:
         self.require_network()
         frame = read_frame(df)
         return encode_frame(frame, self.schema, self.vocabs, tasks=tasks if tasks is not None else self.tasks,
+                            require_labels=require_labels)
+
+    def encode_table(self, table: pa.Table, tasks: list[str] | None = None, require_labels: bool = True
+                     ) -> EncodedFrame:
+        """Validate and encode an Arrow table (a block of a file stream) with this model's vocabularies."""
+        self.require_network()
+        return encode_table(table, self.schema, self.vocabs, tasks=tasks if tasks is not None else self.tasks,
                             require_labels=require_labels)
 
     # inference ----------------------------------------------------------------------------------

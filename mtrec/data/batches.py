@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 from torchrec.streamable import Pipelineable
 
 from mtrec.data.schema import Schema
+from mtrec.data.stream import to_columns
 from mtrec.data.validation import check_frame
 from mtrec.data.vocab import Vocabularies
 from mtrec.errors import DataError
@@ -157,10 +159,12 @@ class EncodedFrame:
 
 
 def encode_frame(df: pd.DataFrame, schema: Schema, vocabs: Vocabularies, tasks: Sequence[str] | None = None,
-                 require_labels: bool = True) -> EncodedFrame:
-    """Validate `df` and encode it once; with require_labels=False labels are encoded only if all are present."""
+                 require_labels: bool = True, flat: Mapping[str, tuple[np.ndarray, pd.Series]] | None = None
+                 ) -> EncodedFrame:
+    """Validate `df` and encode it once; with require_labels=False labels are encoded only if all are present.
+    `flat`: multi-valued columns already flattened (check_frame's `flat`), which `df` need not hold."""
     tasks = list(schema.tasks if tasks is None else tasks)
-    flat, label_cols = check_frame(df, schema, tasks, require_labels)
+    lists, label_cols = check_frame(df, schema, tasks, require_labels, flat)
     missing = [f for f in schema.sparse if not vocabs.has(f)] or [f for f in schema.dense
                                                                       if f not in vocabs.dense_stats]
     if missing:
@@ -172,7 +176,7 @@ def encode_frame(df: pd.DataFrame, schema: Schema, vocabs: Vocabularies, tasks: 
     for j, f in enumerate(singles):
         single[j] = vocabs.encode(f, df[f])
     jagged = {}
-    for f, (lengths, values) in flat.items():
+    for f, (lengths, values) in lists.items():
         ids = vocabs.encode(schema.vocabulary_of(f), values)
         max_len = _max_len_of(schema, f)
         if max_len is not None:
@@ -191,6 +195,14 @@ def encode_frame(df: pd.DataFrame, schema: Schema, vocabs: Vocabularies, tasks: 
     groups = user_groups(df[schema.user]) if schema.user is not None and schema.user in df.columns else None
     return EncodedFrame(list(schema.sparse), torch.from_numpy(single), jagged, torch.from_numpy(dense), labels,
                         list(label_cols or []), df.index, groups)
+
+
+def encode_table(table: pa.Table, schema: Schema, vocabs: Vocabularies, tasks: Sequence[str] | None = None,
+                 require_labels: bool = True) -> EncodedFrame:
+    """An Arrow block (a streamed window) validated and encoded as encode_frame does its frame, the list columns
+    flattened by Arrow instead of row by row (mtrec.data.stream.to_columns)."""
+    frame, flat = to_columns(table, schema.multi_valued)
+    return encode_frame(frame, schema, vocabs, tasks, require_labels, flat)
 
 
 def user_groups(users: Any) -> np.ndarray:

@@ -23,7 +23,7 @@ from ray.data.datasource import Datasource, ReadTask
 
 from mtrec.data.files import InputFile, Piece, piece_blocks, without_rows
 from mtrec.data.schema import Schema
-from mtrec.data.stream import FileStream, StreamOptions
+from mtrec.data.stream import FileStream, StreamOptions, to_columns
 from mtrec.data.validation import check_frame
 from mtrec.errors import DataError
 
@@ -111,10 +111,11 @@ class DatasetStream:
         ordered = type(dataset).copy(dataset.select_columns(columns), _deep_copy=True)  # its own DataContext
         ordered.context.execution_options.preserve_order = True  # the same rows in the same order every read
         rows = 0
-        for frame in ordered.iter_batches(batch_size=options.read_rows, batch_format="pandas"):
+        for table in ordered.iter_batches(batch_size=options.read_rows, batch_format="pyarrow"):
+            frame, flat = to_columns(table, schema.multi_valued)
             frame.index = pd.RangeIndex(rows, rows + len(frame))
             try:
-                flat, _ = check_frame(frame, schema, list(tasks), require_labels=True)
+                flat, _ = check_frame(frame, schema, list(tasks), require_labels=True, flat=flat)
             except DataError as e:
                 raise DataError(f"{split} dataset: {e}", column=e.column, row=e.row) from None
             if fitter is not None:
@@ -129,8 +130,9 @@ class DatasetStream:
         return (self.rows // world_size) // batch_size
 
     def windows(self, batch_size: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1, start: int = 0,
-                shuffle: bool = True, counts: Any = None) -> Iterator[tuple[pd.DataFrame, int]]:
-        """(window frame, batches to skip at its front) from batch `start` on, in this process (world size 1)."""
+                shuffle: bool = True, counts: Any = None) -> Iterator[tuple[pa.Table, int]]:
+        """(window as an Arrow table, batches to skip at its front) from batch `start` on, in this process (world
+        size 1)."""
         if world_size != 1:
             raise ValueError("a ray.data.Dataset trains in one process or on Ray Train workers (launcher='ray')")
         usable = (self.rows // batch_size) * batch_size
@@ -140,15 +142,15 @@ class DatasetStream:
                      "local_shuffle_seed": int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
                      } if buffer else {}
         done = 0  # rows of the epoch's order passed so far
-        for frame in self.dataset.iter_batches(batch_size=size, batch_format="pandas", **shuffling):
-            frame = frame.iloc[: usable - done]
+        for table in self.dataset.iter_batches(batch_size=size, batch_format="pyarrow", **shuffling):
+            table = table.slice(0, usable - done)
             first = done // batch_size
-            done += len(frame)
-            n = len(frame) // batch_size
-            if first + n > start and len(frame):
+            done += table.num_rows
+            n = table.num_rows // batch_size
+            if first + n > start and table.num_rows:
                 skip = max(0, start - first)
                 if counts is not None:
                     counts.rows += (n - skip) * batch_size
-                yield frame, skip
+                yield table, skip
             if done >= usable:
                 return

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mtrec.data.files import (FILE, ROW, InputFile, Piece, piece_blocks, plan_inputs, split_pieces,
                               without_rows)
@@ -196,9 +197,9 @@ class FileStream:
                             "were they changed during training?")
 
     def windows(self, batch_size: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1, start: int = 0,
-                shuffle: bool = True, counts: ReadCounts | None = None) -> Iterator[tuple[pd.DataFrame, int]]:
-        """(window frame, batches to skip at its front) for this rank's batches from `start` on: every window is a
-        whole number of batches, shuffled by (seed, epoch, rank, window) when `shuffle`."""
+                shuffle: bool = True, counts: ReadCounts | None = None) -> Iterator[tuple[pa.Table, int]]:
+        """(window as an Arrow table, batches to skip at its front) for this rank's batches from `start` on: every
+        window is a whole number of batches, shuffled by (seed, epoch, rank, window) when `shuffle`."""
         per_rank = self.rows // world_size
         usable = (per_rank // batch_size) * batch_size
         size = self.window_rows(batch_size, shuffle)
@@ -218,21 +219,20 @@ class FileStream:
             if have > need:
                 carry = [table.slice(need)]
                 table = table.slice(0, need)
-            frame = to_frame(table)
             if shuffle and self.options.shuffle_buffer:
-                frame = frame.iloc[np.random.default_rng([seed, epoch, rank, w]).permutation(len(frame))]
+                table = table.take(np.random.default_rng([seed, epoch, rank, w]).permutation(table.num_rows))
             skip = start - (w * size) // batch_size if w == first else 0
             if counts is not None:
-                counts.rows += len(frame) - skip * batch_size
-            yield frame, skip
+                counts.rows += table.num_rows - skip * batch_size
+            yield table, skip
 
-    def eval_windows(self, rank: int = 0, world_size: int = 1) -> tuple[Iterator[pd.DataFrame], int, int]:
-        """(frames of this rank's validation rows in order, real rows, rows with padding): ranks read equal
+    def eval_windows(self, rank: int = 0, world_size: int = 1) -> tuple[Iterator[pa.Table], int, int]:
+        """(Arrow tables of this rank's validation rows in order, real rows, rows with padding): ranks read equal
         contiguous ranges, the last ones padded by repeating a row so every rank evaluates the same count."""
         target = -(-self.rows // world_size)
         lo, hi = min(rank * target, self.rows), min((rank + 1) * target, self.rows)
 
-        def frames() -> Iterator[pd.DataFrame]:
+        def frames() -> Iterator[pa.Table]:
             size = self.window_rows(1, shuffle=False)
             order = self.piece_order(0, 0, shuffle=False)
             last = None
@@ -242,17 +242,17 @@ class FileStream:
                 pending.append(block)
                 have += block.num_rows
                 if have >= size:
-                    last = to_frame(_concat(pending))
+                    last = _concat(pending)
                     pending, have = [], 0
                     yield last
             if pending:
-                last = to_frame(_concat(pending))
+                last = _concat(pending)
                 yield last
             pad = target - (hi - lo)
             if pad:
                 if last is None:  # an empty range: pad with the stream's first row
-                    last = to_frame(next(self.rows_between(order, 0, 1)))
-                yield last.iloc[np.full(pad, len(last) - 1)]
+                    last = next(self.rows_between(order, 0, 1))
+                yield last.take(np.full(pad, last.num_rows - 1))
 
         return frames(), hi - lo, target
 
@@ -270,6 +270,21 @@ def to_frame(table: pa.Table) -> pd.DataFrame:
     if ROW in table.column_names:
         frame.index = pd.Index(table.column(ROW).to_numpy())
     return frame
+
+
+def to_columns(table: pa.Table, multi: Sequence[str]) -> tuple[pd.DataFrame, dict[str, tuple[np.ndarray, pd.Series]]]:
+    """An Arrow block as the frame of its scalar columns (to_frame) and its list-typed `multi` columns flattened
+    by Arrow into (lengths, values), as check_frame's `flat` takes them: no Python object per row. A multi-valued
+    column that is not an Arrow list stays in the frame (check_frame names what is wrong with it)."""
+    lists = [c for c in multi if c in table.column_names
+             and (pa.types.is_list(table.schema.field(c).type) or pa.types.is_large_list(table.schema.field(c).type))]
+    flat = {}
+    for c in lists:
+        column = table.column(c)
+        lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy().astype(np.int64)
+        values = pc.list_flatten(column)
+        flat[c] = (lengths, values.to_pandas() if len(values) else pd.Series(np.zeros(0, dtype=np.int64)))
+    return to_frame(table.drop_columns(lists)), flat
 
 
 @dataclass
@@ -321,9 +336,8 @@ class FileSource:
             for p, piece in enumerate(pieces):
                 file = self.files[piece.file]
                 for block in piece_blocks(file, piece, columns, options.read_rows):
-                    frame = to_frame(block)
-                    raw += len(frame)
-                    frame, flat, rejects = _checked(frame, schema, tasks, file.path, options.on_bad_rows)
+                    raw += block.num_rows
+                    frame, flat, rejects = _checked(block, schema, tasks, file.path, options.on_bad_rows)
                     if rejects:
                         rows_, cols, reasons = zip(*rejects)
                         bad.setdefault(piece.file, []).append(np.asarray(rows_, dtype=np.int64))
@@ -356,16 +370,18 @@ def _missing(file: InputFile, columns: list[str]) -> list[str]:
     return [c for c in columns if c not in have]
 
 
-def _checked(frame: pd.DataFrame, schema: Schema, tasks: Sequence[str], path: str, on_bad_rows: str
+def _checked(block: pa.Table, schema: Schema, tasks: Sequence[str], path: str, on_bad_rows: str
              ) -> tuple[pd.DataFrame, dict[str, tuple[np.ndarray, pd.Series]], list[tuple[int, str | None, str]]]:
     """(good rows, their flattened multi-valued columns, rejected (row, column, reason)) of one block; with
     on_bad_rows="fail" the first bad row raises a DataError naming the file, row and column."""
     try:
-        flat, _ = check_frame(frame, schema, list(tasks), require_labels=True)
+        frame, flat = to_columns(block, schema.multi_valued)
+        flat, _ = check_frame(frame, schema, list(tasks), require_labels=True, flat=flat)
         return frame, flat, []
     except DataError as e:
         if on_bad_rows == "fail":
             raise DataError(f"file {path!r}: {e}", column=e.column, row=e.row) from None
+    frame = to_frame(block)  # rows are looked for one by one in the frame with its lists as Python objects
     rejects = _bad_rows(frame, schema, tasks)
     bad_rows = {r for r, _, _ in rejects}
     good = frame[~frame.index.isin(list(bad_rows))]
@@ -419,4 +435,4 @@ def is_dataset(source: Any) -> bool:
 
 
 __all__ = ["BAD_ROWS", "REJECTED", "FileSource", "FileStream", "ReadCounts", "RejectedRows", "StreamOptions",
-           "epoch_accounting", "is_dataset", "is_file_source", "take_options", "to_frame"]
+           "epoch_accounting", "is_dataset", "is_file_source", "take_options", "to_columns", "to_frame"]

@@ -8,7 +8,7 @@ becomes the training mean); inf is not. Labels must be 0/1/True/False and never 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import chain
 from typing import Any
 
@@ -32,10 +32,13 @@ def validate_frame(
 
 
 def check_frame(
-    df: pd.DataFrame, schema: Schema, tasks: Sequence[str] | None = None, require_labels: bool = True
+    df: pd.DataFrame, schema: Schema, tasks: Sequence[str] | None = None, require_labels: bool = True,
+    flat: Mapping[str, tuple[np.ndarray, pd.Series]] | None = None,
 ) -> tuple[dict[str, tuple[np.ndarray, pd.Series]], list[str] | None]:
     """Validate and return the flattened multi-valued columns ({name: (lengths, values)}) and the label
-    columns to encode (None when labels are not required and some are absent), so encoding reuses the work."""
+    columns to encode (None when labels are not required and some are absent), so encoding reuses the work.
+    `flat` holds multi-valued columns already flattened (by Arrow, from list columns): their values are checked,
+    not flattened again, and `df` need not hold them."""
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"expected a pandas DataFrame, got {type(df).__name__}")
     if len(df) == 0:
@@ -49,8 +52,9 @@ def check_frame(
     if dup:
         col = sorted(map(str, dup))[0]
         raise DataError(f"column {col!r} appears more than once in the frame (row: all rows)", column=col)
+    given = dict(flat or {})
     for col in schema.features():
-        if col not in df.columns:
+        if col not in df.columns and col not in given:
             raise DataError(f"column {col!r} is missing from the frame (row: all rows); "
                             f"the frame has {list(df.columns)}", column=col)
     label_cols: list[str] | None = tasks
@@ -60,22 +64,24 @@ def check_frame(
     if absent:
         label_cols = None
     multi = set(schema.multi_valued)
-    flat: dict[str, tuple[np.ndarray, pd.Series]] = {}
+    lists: dict[str, tuple[np.ndarray, pd.Series]] = {}
     for col in schema.sparse:
-        if col in multi:
-            flat[col] = flatten_lists(df[col], col)
+        if col in given:
+            lists[col] = _checked_flat(given[col], df.index, col)
+        elif col in multi:
+            lists[col] = flatten_lists(df[col], col)
         else:
             _check_ids(df[col], col, _row_of(df.index), nested="a list")
     for name, seq in schema.sequences.items():
-        if seq.actions is not None and not np.array_equal(flat[name][0], flat[seq.actions][0]):
-            i = int(np.argmax(flat[name][0] != flat[seq.actions][0]))
-            raise row_error(seq.actions, df.index[i], f"has {flat[seq.actions][0][i]} values but sequence {name!r} has "
-                        f"{flat[name][0][i]}; an action column needs one value per sequence item")
+        if seq.actions is not None and not np.array_equal(lists[name][0], lists[seq.actions][0]):
+            i = int(np.argmax(lists[name][0] != lists[seq.actions][0]))
+            raise row_error(seq.actions, df.index[i], f"has {lists[seq.actions][0][i]} values but sequence {name!r} has "
+                        f"{lists[name][0][i]}; an action column needs one value per sequence item")
     for col in schema.dense:
         _check_dense(df[col], col, df.index)
     for col in label_cols or ():
         _check_label(df[col], col, df.index)
-    return flat, label_cols
+    return lists, label_cols
 
 
 def flatten_lists(s: pd.Series, col: str) -> tuple[np.ndarray, pd.Series]:
@@ -102,6 +108,16 @@ def flatten_lists(s: pd.Series, col: str) -> tuple[np.ndarray, pd.Series]:
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     row_of = _flat_row_of(s.index, offsets)
     _check_ids(values, col, row_of, nested="a nested list")
+    return lengths, values
+
+
+def _checked_flat(column: tuple[np.ndarray, pd.Series], index: pd.Index, col: str) -> tuple[np.ndarray, pd.Series]:
+    """An already flattened multi-valued column (lengths, values), its values checked as flatten_lists checks them."""
+    lengths, values = column
+    if len(lengths) != len(index) or int(lengths.sum()) != len(values):
+        raise ValueError(f"column {col!r}: {len(lengths)} lengths summing to {int(lengths.sum())} for {len(index)} "
+                         f"rows and {len(values)} values")
+    _check_ids(values, col, _flat_row_of(index, np.concatenate([[0], np.cumsum(lengths)])), nested="a nested list")
     return lengths, values
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from mtrec.data.batches import Batch
-from mtrec.data.stream import FileStream, to_frame
+from mtrec.data.stream import FileStream
 from mtrec.distributed.data import epoch_batches, global_epoch_batches, local_batch_size
 from mtrec.model import MultiTaskModel
 
@@ -79,8 +79,8 @@ class StreamFeed:
         p = self.place
         left = stop - start
         windows = self.stream.windows(p.local, p.seed, epoch, p.rank, p.world_size, start=start, shuffle=self.shuffle)
-        for frame, skip in windows:
-            for batch in islice(self.model.encode(frame).batches(p.local, drop_last=True), skip, None):
+        for table, skip in windows:
+            for batch in islice(self.model.encode_table(table).batches(p.local, drop_last=True), skip, None):
                 if left == 0:
                     return
                 left -= 1
@@ -116,7 +116,7 @@ class RayDataFeed:
                 index += full
                 continue
             first = max(0, start - index)
-            for batch in islice(self.model.encode(to_frame(table)).batches(p.local, drop_last=True), first,
+            for batch in islice(self.model.encode_table(table).batches(p.local, drop_last=True), first,
                                 stop - index):
                 yield batch
             index += full

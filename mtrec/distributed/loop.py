@@ -306,8 +306,8 @@ class _Worker:
         stream = self.spec.valid_stream
         if stream is not None:
             def streamed() -> Metrics:
-                frames, real, _ = stream.eval_windows(self.rank, self.world_size)
-                return evaluate_sharded(self.dmp, (self.model.encode(f) for f in frames), real, tasks, batch)
+                tables, real, _ = stream.eval_windows(self.rank, self.world_size)
+                return evaluate_sharded(self.dmp, (self.model.encode_table(t) for t in tables), real, tasks, batch)
 
             return Validation(streamed)
         if self.valid is None:

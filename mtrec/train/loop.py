@@ -229,9 +229,9 @@ def train_stream(model: MultiTaskModel, train_source: Any, valid: Any, cfg: Trai
 
     def batches(epoch: int, first: int) -> Iterator[Batch]:
         counts[epoch] = ReadCounts()
-        for frame, skip in stream.windows(cfg.batch_size, cfg.seed, epoch, start=first, shuffle=cfg.shuffle,
+        for table, skip in stream.windows(cfg.batch_size, cfg.seed, epoch, start=first, shuffle=cfg.shuffle,
                                           counts=counts[epoch]):
-            yield from islice(model.encode(frame).batches(cfg.batch_size, drop_last=True), skip, None)
+            yield from islice(model.encode_table(table).batches(cfg.batch_size, drop_last=True), skip, None)
 
     def account(state: LoopState, record: dict[str, Any]) -> None:
         """Check the epoch's rows: what the reader put into batches was trained, the rest is rejected or unused."""
@@ -324,14 +324,14 @@ def evaluate_stream(model: MultiTaskModel, stream: FileStream, batch_size: int =
     """Per-task AUC / logloss of the model on a scanned stream, read window by window (probabilities and labels of
     every row are kept: a few floats a row)."""
     probs, labels, users = [], [], []
-    frames, _, _ = stream.eval_windows()
+    tables, _, _ = stream.eval_windows()
     user = model.schema.user
-    for frame in frames:
-        encoded = model.encode(frame)
+    for table in tables:
+        encoded = model.encode_table(table)
         probs.append(model.predict_array(encoded, batch_size))
         labels.append(encoded.labels_array())
-        if user is not None and user in frame.columns:
-            users.append(frame[user].to_numpy())
+        if user is not None and user in table.column_names:
+            users.append(table.column(user).to_numpy(zero_copy_only=False))
     groups = user_groups(np.concatenate(users)) if users and len(users) == len(labels) else None
     return task_metrics(np.concatenate(labels), np.concatenate(probs), model.tasks, groups=groups)
 

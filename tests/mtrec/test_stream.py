@@ -152,3 +152,33 @@ def test_csv_and_parquet_files_train_alike(files, frame, tmp_path):
     assert all(np.array_equal(a.vocabs.values[f], b.vocabs.values[f]) for f in schema.sparse)
     wa, wb = _weights(a), _weights(b)  # CSV holds the float32 dense values as decimal text: equal to ~1e-7
     assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
+
+
+def test_arrow_flattened_lists_are_the_frame_path_s():
+    """to_columns flattens list columns in Arrow; lengths, values, dtypes and errors match flatten_lists on the
+    frame pyarrow's to_pandas gives (nulls: empty bags and NaN ids; strings; large lists; nested lists fail)."""
+    from mtrec.data.schema import Schema
+    from mtrec.data.stream import to_columns, to_frame
+    from mtrec.data.validation import check_frame, flatten_lists
+    from mtrec.errors import DataError
+
+    columns = {"ints": pa.array([[1, 2], None, [], [3, None]]), "strs": pa.array([["a"], None, ["b", "c"], []]),
+               "large": pa.array([[1], [2], [3, 4], [5]], type=pa.large_list(pa.int32())),
+               "empty": pa.array([[], None, [], []], type=pa.list_(pa.int64()))}
+    table = pa.table(columns)
+    frame, flat = to_columns(table, list(columns))
+    assert list(frame.columns) == [] and len(frame) == 4
+    for name in columns:
+        lengths, values = flatten_lists(to_frame(table)[name], name)
+        assert np.array_equal(flat[name][0], lengths) and flat[name][0].dtype == np.int64, name
+        assert values.dtype == flat[name][1].dtype and values.equals(flat[name][1]), name
+    assert flat["ints"][0].tolist() == [2, 0, 0, 2] and np.isnan(flat["ints"][1].iloc[3])
+    nested = pa.table({"m": pa.array([[[1]], [[2, 3]]]), "task0": pa.array([0, 1])})
+    schema = Schema(sparse=["m"], dense=[], tasks=["task0"], multi_valued=["m"])
+    arrow_frame, arrow_flat = to_columns(nested, ["m"])
+    messages = []
+    for df, given in ((arrow_frame, arrow_flat), (to_frame(nested), None)):
+        with pytest.raises(DataError, match="column 'm', row 0: found a nested list") as e:
+            check_frame(df, schema, ["task0"], require_labels=True, flat=given)
+        messages.append(str(e.value))
+    assert messages[0] == messages[1]
