@@ -37,8 +37,9 @@ def train_one(data: Any, model_name: str, recipe: Any, seed: int) -> tuple[mtrec
                    "steps": result.steps, "batch_size": recipe.train.batch_size}
 
 
-def run_dataset(key: str, model_name: str, seed: int) -> dict[str, Any]:
-    """Default recipe, shipped recipe (if any), linear baseline and the new task's probes on one dataset."""
+def run_dataset(key: str, model_name: str, seed: int, with_shipped: bool = True) -> dict[str, Any]:
+    """Default recipe, shipped recipe (if any and asked for), linear baseline and the new task's probes on one
+    dataset."""
     name, kwargs = DATASETS[key]
     data = mtrec.datasets.load(name, **kwargs)
     profile = DataProfile.of(data.train, data.schema)
@@ -49,7 +50,7 @@ def run_dataset(key: str, model_name: str, seed: int) -> dict[str, Any]:
     out["baseline"] = frame_baseline(data.schema, [*data.tasks, *data.new_tasks], data.train, data.test, seed)
     out["baseline_seconds"] = time.perf_counter() - start
     model, out["default"] = train_one(data, model_name, derived, seed)
-    shipped = recipe_path(model_name, name)
+    shipped = recipe_path(model_name, name) if with_shipped else None
     if shipped is not None:
         model, out["shipped"] = train_one(data, model_name, mtrec.recipe.load_recipe(shipped), seed)
     task = data.new_tasks[0]
@@ -96,10 +97,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--model", default="mptrec")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="reports/bench")
+    parser.add_argument("--shipped", action=argparse.BooleanOptionalAction, default=True,
+                        help="also train the dataset's shipped recipe where one exists")
+    parser.add_argument("--name", default="defaults", help="result files: <out>/<name>.json and .md")
     args = parser.parse_args(argv)
-    results = {key: run_dataset(key, args.model, args.seed) for key in tqdm(args.datasets, desc="defaults")}
+    results = {key: run_dataset(key, args.model, args.seed, args.shipped) for key in tqdm(args.datasets, desc="defaults")}
     text = markdown(results, environment()["cpu"])
-    json_path, md_path = write_results(args.out, "defaults", {"results": results, "model": args.model,
+    json_path, md_path = write_results(args.out, args.name, {"results": results, "model": args.model,
                                                               "seed": args.seed}, text)
     print(text)
     print(f"wrote {json_path} and {md_path}")

@@ -311,6 +311,8 @@ def sequences(res: dict[str, Any]) -> list[Block]:
     tasks = list(next(iter(summary.values()))["tasks"])
     rows = [[v, *[c for t in tasks for c in (ms(s["tasks"][t]["auc"]), ms(s["tasks"][t]["gauc"]))],
              ms(s["seconds_per_epoch"], 1)] for v, s in summary.items()]
+    if res.get("baseline"):
+        rows.append(["logistic regression", *[c for t in tasks for c in (num(res["baseline"][t], ".4f"), "–")], "–"])
     blocks: list[Block] = [Table(["variant", *[f"{t} {m}" for t in tasks for m in ("AUC", "GAUC")], "s/epoch"], rows,
                                  [None, *["high"] * (2 * len(tasks)), "low"])]
     if "bag" in summary and len(summary) > 1:

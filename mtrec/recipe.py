@@ -101,6 +101,8 @@ class Recipe:
 
     def validate(self) -> None:
         """Check every model section against its component and the training ranges."""
+        import mtrec.models  # noqa: F401  (registers mtrec's components, e.g. `sequence`, before they are looked up)
+
         validate_model_config(self.model)
         self.train.validate()
 

@@ -85,3 +85,12 @@ def test_replace_with_takes_the_whole_model(trained_adult_mptrec, adult):
     stem = mtrec.build_model("stem", schema=adult.schema, tasks=adult.tasks, dataset="adult")
     with pytest.raises(ValueError, match="cannot replace"):
         model.replace_with(stem)
+
+
+def test_a_recipe_naming_mtrec_components_loads_before_any_model_is_imported() -> None:
+    code = ("import sys\nfrom mtrec.recipe import load_recipe\nassert 'mtrec.models.sequence' not in sys.modules\n"
+            "recipe = load_recipe('mptrec', dataset='movielens_seq')\n"
+            "print([p['name'] for p in recipe.model['embedding']['parts']])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['sparse_features', 'sequence', 'dense_features']"
