@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 import mtrec
 from benchmarks.common import add_task_grid_args, fmt, mean_std, write_results
+from mtrec.train.linear import frame_baseline
 
 METHODS = ["prompt", "tower", "task_embedding", "finetune", "child_tuning", "pecl", "cnf", "joint"]
 DATASETS = ["synthetic", "adult", "movielens-100k"]
@@ -104,31 +105,6 @@ def run_sequence(base: mtrec.MultiTaskModel, data: mtrec.datasets.Dataset, spec:
     return steps
 
 
-def logistic_baseline(data: mtrec.datasets.Dataset) -> dict[str, float]:
-    """Test AUC of a logistic regression per held-back task on one-hot sparse + standardized dense features."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-    from scipy import sparse
-
-    single = [f for f in data.schema.sparse if f not in data.schema.multi_valued]
-    enc = OneHotEncoder(handle_unknown="ignore", min_frequency=5).fit(data.train[single].astype(str))
-    scaler = StandardScaler().fit(data.train[data.schema.dense]) if data.schema.dense else None
-
-    def features(df: pd.DataFrame) -> Any:
-        parts = [enc.transform(df[single].astype(str))]
-        if scaler is not None:
-            parts.append(sparse.csr_matrix(scaler.transform(df[data.schema.dense])))
-        return sparse.hstack(parts).tocsr()
-
-    x_train, x_test = features(data.train), features(data.test)
-    out = {}
-    for task in data.new_tasks:
-        lr = LogisticRegression(max_iter=500, C=1.0).fit(x_train, data.train[task].to_numpy())
-        out[task] = float(roc_auc_score(data.test[task].to_numpy(), lr.predict_proba(x_test)[:, 1]))
-    return out
-
-
 def summarize(runs: list[dict], baselines: list[dict], pretrained: list[dict]) -> tuple[dict, str]:
     """Mean/std over seeds per (dataset, method, step) and a Markdown report."""
     summary: dict = {}
@@ -193,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
     for dataset in args.datasets:
         for seed in args.seeds:
             data = load(dataset, args.rows, seed)
-            baselines.append({"dataset": dataset, "seed": seed, "auc": logistic_baseline(data)})
+            baselines.append({"dataset": dataset, "seed": seed, "auc": frame_baseline(data.schema, data.new_tasks, data.train, data.test)})
             bases = {}
             record: dict[str, Any] = {"dataset": dataset, "seed": seed}
             for kind, flatness in (("plain", None), ("flat", FLATNESS)):

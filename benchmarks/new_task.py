@@ -2,7 +2,9 @@
 
 Per run: the new task's test AUC, the old tasks' test AUC after the addition (and whether their predictions
 stayed bit-identical), trainable parameters as a share of the model, wall seconds, and the ratios to `joint`
-(retraining the whole model from scratch on old + new tasks) of the same dataset and seed.
+(retraining the whole model from scratch on old + new tasks) of the same dataset and seed, measured side by side.
+Per dataset: the logistic-regression baseline of `mtrec.evaluate(..., baseline=...)` on the new task (a method
+below it is flagged) and add_task's two linear probes (raw input vs frozen representations).
 
 python -m benchmarks.new_task [--datasets adult movielens-100k] [--seeds 0 1 2] [--methods ...]
                               [--backbones ...] [--threads 1] [--out reports/bench] [--name new_task]
@@ -22,6 +24,7 @@ from tqdm.auto import tqdm
 import mtrec
 from benchmarks.common import add_task_grid_args, fmt, mean_std, write_results
 from mtrec.tasks import METHODS
+from mtrec.train.linear import frame_baseline
 
 DATASETS = ["adult", "movielens-100k"]
 OTHER_BACKBONES = ["mmoe", "ple", "stem", "shared_bottom", "single"]
@@ -53,11 +56,14 @@ def add_one(base: mtrec.MultiTaskModel, data: mtrec.datasets.Dataset, method: st
             "trainable_params": result.trainable_params, "total_params": result.total_params,
             "trainable_share": result.trainable_share, "seconds": result.seconds, "valid_auc": result.valid_auc,
             "best_epoch": result.best_epoch, "epochs_run": len(result.history), "history": result.history,
-            "details": result.details}
+            "details": result.details, "probe_raw_auc": result.probe_raw_auc, "probe_frozen_auc": result.probe_frozen_auc}
 
 
-def summarize(runs: list[dict], pretrained: list[dict], datasets: list[str]) -> tuple[dict, str]:
-    """Mean/std per (dataset, backbone, method), ratios to joint, and a Markdown report."""
+def summarize(runs: list[dict], pretrained: list[dict], datasets: list[str],
+              baselines: dict[str, dict[str, float]] | None = None) -> tuple[dict, str]:
+    """Mean/std per (dataset, backbone, method), ratios to joint, the linear baseline and probes, and a Markdown
+    report flagging every method below the baseline."""
+    baselines = baselines or {}
     summary: dict = {}
     lines = ["# Adding a task: new-task and old-task test AUC (mean ± std over seeds)", "",
              "`old identical`: the old tasks' test predictions were bit-identical after the addition in every seed.",
@@ -90,6 +96,13 @@ def summarize(runs: list[dict], pretrained: list[dict], datasets: list[str]) -> 
                      "trainable_share": mean_std([r["trainable_share"] for r in mine]),
                      "trainable_params": mine[0]["trainable_params"], "total_params": mine[0]["total_params"],
                      "seconds": mean_std([r["seconds"] for r in mine])}
+            probed = [r for r in mine if r.get("probe_raw_auc") is not None]
+            if probed:
+                entry["probe_raw_auc"] = mean_std([r["probe_raw_auc"] for r in probed])
+                entry["probe_frozen_auc"] = mean_std([r["probe_frozen_auc"] for r in probed])
+            lr = baselines.get(dataset, {}).get(rows[0]["task"])
+            if lr is not None:
+                entry["baseline_auc"], entry["below_baseline"] = lr, entry["new_auc"]["mean"] < lr
             paired = [(joint[r["seed"]], r) for r in mine if r["seed"] in joint]
             if paired:
                 entry["joint_time_ratio"] = mean_std([j["seconds"] / r["seconds"] for j, r in paired])
@@ -102,6 +115,17 @@ def summarize(runs: list[dict], pretrained: list[dict], datasets: list[str]) -> 
                          f" | {'yes' if entry['old_identical'] else 'no'} | "
                          f"{100 * entry['trainable_share']['mean']:.1f} | {entry['seconds']['mean']:.1f} | "
                          f"{ratio} | {delta} |")
+        lr = baselines.get(dataset, {}).get(rows[0]["task"])
+        methods = {k: v for k, v in summary[dataset].items() if k != "pretrained"}
+        if lr is not None:
+            lines.append(f"| – | logistic regression (one-hot) | {lr:.4f} | " + " | ".join("–" for _ in old_tasks) +
+                         " | – | – | – | – | – |")
+            below = [f"{k} ({v['new_auc']['mean']:.4f} < {lr:.4f})" for k, v in methods.items() if v["below_baseline"]]
+            lines += ["", f"Below the linear baseline on {rows[0]['task']}: " + ("; ".join(below) if below else "none")]
+        probes = [f"{k}: raw {fmt(v['probe_raw_auc'])}, frozen {fmt(v['probe_frozen_auc'])}"
+                  for k, v in methods.items() if "probe_raw_auc" in v]
+        if probes:
+            lines += ["", "add_task's linear probes (2,048 rows, validation AUC): " + "; ".join(probes)]
         lines.append("")
     return summary, "\n".join(lines)
 
@@ -119,10 +143,11 @@ def main(argv: list[str] | None = None) -> dict:
     plan = [(d, "mptrec", m) for d in args.datasets for m in args.methods]
     plan += [(d, b, m) for d in args.datasets for b in args.backbones
              for m in (["prompt", "joint"] if args.backbone_joint else ["prompt"])]
-    runs, pretrained = [], []
+    runs, pretrained, baselines = [], [], {}
     bar = tqdm(total=len(plan) * len(args.seeds), desc="new_task", unit="run")
     for dataset in args.datasets:
         data = mtrec.datasets.load(dataset)
+        baselines[dataset] = frame_baseline(data.schema, data.new_tasks[:1], data.train, data.test)
         for backbone in dict.fromkeys(b for d, b, _ in plan if d == dataset):
             for seed in args.seeds:
                 base, info = pretrain(data, dataset, backbone, seed, args.epochs)
@@ -136,9 +161,9 @@ def main(argv: list[str] | None = None) -> dict:
                                + ", ".join(f"{t} {a:.4f}" for t, a in run["old_auc"].items())
                                + f", {100 * run['trainable_share']:.1f}% trained, {run['seconds']:.1f} s")
     bar.close()
-    summary, markdown = summarize(runs, pretrained, args.datasets)
+    summary, markdown = summarize(runs, pretrained, args.datasets, baselines)
     json_path, md_path = write_results(args.out, args.name, {"runs": runs, "pretrained": pretrained,
-                                                              "summary": summary, "seeds": args.seeds,
+                                                              "summary": summary, "baselines": baselines, "seeds": args.seeds,
                                                               "epochs": args.epochs,
                                                               "threads": torch.get_num_threads()}, markdown)
     print(markdown)

@@ -92,10 +92,24 @@ def new_task(res: dict[str, Any]) -> list[Block]:
                          ms(e["seconds"], 1),
                          ms(e["auc_minus_joint"]) if "auc_minus_joint" in e else Cell("–"),
                          ms(e["joint_time_ratio"], 1) if "joint_time_ratio" in e else Cell("–")])
+        lr = res.get("baselines", {}).get(dataset, {})
+        lr = next(iter(lr.values())) if lr else None
+        if lr is not None:
+            rows.append(["logistic regression (one-hot)", num(lr, ".4f"), *[Cell("–") for _ in old], Cell("–"),
+                         Cell("–"), Cell("–"), Cell("–"), Cell("–")])
         blocks += [Heading(dataset, 3),
                    Table(["backbone/method", "new-task AUC", *[f"{t} AUC after" for t in old], "old identical",
                           "trainable %", "seconds", "Δ AUC vs joint", "joint s / s"], rows,
                          [None, "high", *["high"] * len(old), None, "low", "low", "high", "high"])]
+        if lr is not None:
+            below = [f"{k} ({e['new_auc']['mean']:.4f})" for k, e in methods.items() if e["new_auc"]["mean"] < lr]
+            blocks.append(Key(f"{dataset}: below the logistic-regression baseline on the new task ({lr:.4f}, "
+                              f"one-hot features, same run): " + (", ".join(below) if below else "none")))
+        probes = [f"{k} raw {e['probe_raw_auc']['mean']:.4f} / frozen {e['probe_frozen_auc']['mean']:.4f}"
+                  for k, e in methods.items() if "probe_raw_auc" in e]
+        if probes:
+            blocks.append(Key(f"{dataset}: add_task's linear probes of the new label (raw input / frozen "
+                              "representations, validation AUC): " + "; ".join(probes)))
         prompt = methods.get("mptrec/prompt")
         if prompt and "auc_minus_joint" in prompt:
             blocks.append(Key(

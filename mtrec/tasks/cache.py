@@ -28,7 +28,10 @@ def representations(network: nn.Module, batch_inputs: dict) -> Reps:
 
 
 class RepresentationCache:
-    """Per-row representations `keys` (+ batch-independent `constants`) of an encoded frame, and its labels."""
+    """Per-row representations `keys` (+ batch-independent `constants`) of an encoded frame, and its labels.
+
+    In memory, the rows are one contiguous float block [rows, width] (every key flattened side by side, then the
+    label), so a shuffled batch is one index_select of one tensor and its representations are views into it."""
 
     def __init__(self, network: nn.Module, encoded: EncodedFrame, keys: tuple[str, ...],
                  constants: tuple[str, ...] = (), label_column: int = -1, chunk_rows: int = 8192,
@@ -38,12 +41,26 @@ class RepresentationCache:
         self.labels = None if encoded.labels is None else encoded.labels[:, label_column].contiguous()
         first = self._compute(encoded.select(np.arange(min(len(encoded), chunk_rows))), tuple(constants))
         self.constants = {k: first.pop(k) for k in constants}
+        self.shapes = {k: tuple(first[k].shape[1:]) for k in self.keys}
+        widths = [int(np.prod(self.shapes[k])) for k in self.keys]
+        self.offsets = dict(zip(self.keys, np.cumsum([0, *widths[:-1]]).tolist()))
+        self.width = sum(widths)
         row_bytes = sum(t[0].numel() * t.element_size() for t in first.values())
         self.in_memory = row_bytes * len(encoded) <= max_bytes
-        self.rows: Reps = self._fill(first) if self.in_memory else {}
+        self.block = self._fill(first) if self.in_memory else None
 
     def __len__(self) -> int:
         return len(self.encoded)
+
+    @property
+    def rows(self) -> Reps:
+        """Every cached row, per key (views into the block); empty when streamed."""
+        return {} if self.block is None else self._views(self.block)
+
+    def _views(self, block: torch.Tensor) -> Reps:
+        """Per-key views [B, *shape] into rows of a block (same layout as the cache's)."""
+        return {k: block[:, o:o + int(np.prod(self.shapes[k]))].view(len(block), *self.shapes[k])
+                for k, o in self.offsets.items()}
 
     def _compute(self, frame: EncodedFrame, constants: tuple[str, ...] = ()) -> Reps:
         """Representations `keys` (+ `constants`) of a whole (chunk) frame, without gradients, in eval mode."""
@@ -53,20 +70,25 @@ class RepresentationCache:
         out.update({k: parts[0][k].detach().clone() for k in constants})
         return out
 
-    def _fill(self, first: Reps) -> Reps:
-        """Compute every chunk once into preallocated tensors."""
+    def _pack(self, reps: Reps, out: torch.Tensor) -> None:
+        """Write a chunk's representations into rows `out` of a block."""
+        for k, o in self.offsets.items():
+            out[:, o:o + int(np.prod(self.shapes[k]))] = reps[k].reshape(len(out), -1)
+
+    def _fill(self, first: Reps) -> torch.Tensor:
+        """Compute every chunk once, straight into one preallocated block (labels in its last column)."""
         n = len(self.encoded)
-        rows = {k: torch.empty((n, *first[k].shape[1:]), dtype=first[k].dtype) for k in self.keys}
+        dtype = first[self.keys[0]].dtype
+        block = torch.empty((n, self.width + (self.labels is not None)), dtype=dtype)
         done = len(first[self.keys[0]])
-        for k in self.keys:
-            rows[k][:done] = first[k]
+        self._pack(first, block[:done])
         starts = range(done, n, self.chunk_rows)
         for start in tqdm(starts, desc="caching representations", disable=not self.progress, leave=False):
             stop = min(start + self.chunk_rows, n)
-            chunk = self._compute(self.encoded.select(np.arange(start, stop)))
-            for k in self.keys:
-                rows[k][start:stop] = chunk[k]
-        return rows
+            self._pack(self._compute(self.encoded.select(np.arange(start, stop))), block[start:stop])
+        if self.labels is not None:
+            block[:, -1] = self.labels
+        return block
 
     def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0,
                 drop_last: bool = False) -> Iterator[tuple[Reps, torch.Tensor | None]]:
@@ -74,13 +96,12 @@ class RepresentationCache:
         n = len(self)
         order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
         stop = n - n % batch_size if drop_last else n
-        if self.in_memory:
+        if self.block is not None:
             order_t = torch.from_numpy(order)
             for start in range(0, stop, batch_size):
-                idx = order_t[start:min(start + batch_size, stop)]
-                pick = (lambda v: v.index_select(0, idx)) if shuffle else (lambda v: v[start:start + len(idx)])
-                batch = {k: pick(v) for k, v in self.rows.items()}
-                yield {**batch, **self.constants}, None if self.labels is None else pick(self.labels)
+                end = min(start + batch_size, stop)
+                rows = self.block.index_select(0, order_t[start:end]) if shuffle else self.block[start:end]
+                yield {**self._views(rows), **self.constants}, None if self.labels is None else rows[:, -1]
             return
         chunk = max(batch_size, self.chunk_rows - self.chunk_rows % batch_size)
         for lo in range(0, stop, chunk):

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
-from scipy.sparse.linalg import lsqr
 from sklearn.linear_model import LogisticRegression
 
 from mtrec.data.batches import EncodedFrame, encode_frame
@@ -18,7 +17,6 @@ from mtrec.data.schema import Schema
 from mtrec.data.vocab import Vocabularies
 from mtrec.train.metrics import Metrics, auc
 
-GRAM_MAX_COLUMNS = 4096  # ridge probes solve the normal equations up to this width, lsqr above
 MAX_FIT_ROWS = 200_000  # the baseline fits on at most this many (seeded, sampled) training rows
 NEWTON_MAX_COLUMNS = 2000  # the Newton solver's Hessian is columns^2
 FOLDS = 5  # without training rows the baseline scores the evaluated rows out of fold
@@ -73,17 +71,24 @@ def fit_predict(x_fit: sp.spmatrix | np.ndarray, y_fit: np.ndarray, x_score: sp.
 def ridge_scores(x_fit: sp.spmatrix | np.ndarray, y_fit: np.ndarray, x_score: sp.spmatrix | np.ndarray,
                  alpha: float = 10.0) -> np.ndarray:
     """Linear scores of `x_score` from a ridge regression of the 0/1 labels on centered columns (closed form: the
-    probes' cheap stand-in for a logistic regression, ~0.004 s on 4,096 one-hot Adult rows against 0.03-0.9 s)."""
+    probes' cheap stand-in for a logistic regression, ~0.004 s on 4,096 one-hot Adult rows against 0.03-0.9 s).
+    Solved in the primal (columns x columns) or, when there are more columns than rows, in the dual (rows x rows:
+    the same solution; MovieLens' 4,400 one-hot columns over 2,048 rows took 1 s in the primal, ~0.05 s here)."""
     y = np.asarray(y_fit, dtype=np.float64)
     y = y - y.mean()
     mean = np.asarray(x_fit.mean(axis=0)).ravel()
-    if sp.issparse(x_fit) and x_fit.shape[1] > GRAM_MAX_COLUMNS:
-        ones = np.ones((x_fit.shape[0], 1))
-        w = lsqr(sp.hstack([x_fit, ones]).tocsr(), y, damp=np.sqrt(alpha), iter_lim=300)[0]
-        return np.asarray(x_score @ w[:-1]).ravel()
+    rows, cols = x_fit.shape
+    if cols > rows:  # w = Xc^T (Xc Xc^T + alpha I)^-1 y with Xc = X - 1 mean^T, never forming Xc
+        kernel = x_fit @ x_fit.T
+        kernel = kernel.toarray() if sp.issparse(kernel) else np.asarray(kernel)
+        r = np.asarray(x_fit @ mean).ravel()
+        kernel = kernel - r[:, None] - r[None, :] + mean @ mean
+        a = np.linalg.solve(kernel + alpha * np.eye(rows), y)
+        w = np.asarray(x_fit.T @ a).ravel() - mean * a.sum()
+        return np.asarray(x_score @ w).ravel()
     gram = x_fit.T @ x_fit
-    gram = (gram.toarray() if sp.issparse(gram) else gram) - x_fit.shape[0] * np.outer(mean, mean)
-    w = np.linalg.solve(gram + alpha * np.eye(len(mean)), np.asarray(x_fit.T @ y).ravel())
+    gram = (gram.toarray() if sp.issparse(gram) else gram) - rows * np.outer(mean, mean)
+    w = np.linalg.solve(gram + alpha * np.eye(cols), np.asarray(x_fit.T @ y).ravel())
     return np.asarray(x_score @ w).ravel()
 
 

@@ -69,7 +69,9 @@ def _new_task() -> dict[str, Any]:
             "trainable_params": 100 + i, "total_params": 1000, "seconds": mean_std([1.0 + 3 * i, 1.2 + 3 * i]),
             "joint_time_ratio": mean_std([(16.0 + 0.2) / (1.0 + 3 * i)] * 2),
             "auc_minus_joint": mean_std([0.001 * (i - 5)] * 2)}
-    return {"runs": [], "pretrained": [], "summary": {"adult": entries}, "seeds": [0, 1], "threads": 1}
+    entries["mptrec/prompt"].update(probe_raw_auc=mean_std([0.82, 0.822]), probe_frozen_auc=mean_std([0.81, 0.812]))
+    return {"runs": [], "pretrained": [], "summary": {"adult": entries}, "baselines": {"adult": {"education": 0.8525}},
+            "seeds": [0, 1], "threads": 1}
 
 
 def _throughput() -> dict[str, Any]:

@@ -122,3 +122,22 @@ def test_a_clearly_weaker_backbone_warns_naming_the_wider_methods():
         warnings.simplefilter("error")
         warn_if_weaker("education", "finetune", weak)  # the method already trains the backbone
         warn_if_weaker("education", "prompt", ProbeResult(0.86, 0.86 - MARGIN + 0.001, 4096, 0.1))
+
+
+def test_ridge_probe_in_the_dual_equals_the_primal_solution():
+    """More one-hot columns than rows (MovieLens: ~4,400 over 2,048) solves rows x rows: same scores as the primal."""
+    import scipy.sparse as sp
+
+    from mtrec.train.linear import ridge_scores
+
+    rng = np.random.default_rng(0)
+    x = sp.random(300, 900, density=0.02, random_state=1, format="csr")
+    y = rng.integers(0, 2, 300)
+    x_score = sp.random(80, 900, density=0.02, random_state=2, format="csr")
+    centered = x.toarray() - x.toarray().mean(0)
+    w = np.linalg.solve(centered.T @ centered + 10.0 * np.eye(900), centered.T @ (y - y.mean()))
+    assert np.allclose(ridge_scores(x, y, x_score), x_score @ w, atol=1e-10)
+    narrow = x[:, :100]  # fewer columns than rows: the primal path
+    centered = narrow.toarray() - narrow.toarray().mean(0)
+    w = np.linalg.solve(centered.T @ centered + 10.0 * np.eye(100), centered.T @ (y - y.mean()))
+    assert np.allclose(ridge_scores(narrow, y, x_score[:, :100]), x_score[:, :100] @ w, atol=1e-10)
