@@ -18,7 +18,7 @@ import mtrec
 from benchmarks.common import write_results
 from mtrec.data.profile import DataProfile
 from mtrec.recipe import recipe_path
-from mtrec.recipe_defaults import default_recipe, describe
+from mtrec.recipe_defaults import MAX_WIDTH, default_recipe, describe
 from mtrec.train.linear import frame_baseline
 
 DATASETS = {"adult": ("adult", {}), "movielens-100k": ("movielens-100k", {}),
@@ -37,15 +37,16 @@ def train_one(data: Any, model_name: str, recipe: Any, seed: int) -> tuple[mtrec
                    "steps": result.steps, "batch_size": recipe.train.batch_size}
 
 
-def run_dataset(key: str, model_name: str, seed: int, with_shipped: bool = True) -> dict[str, Any]:
+def run_dataset(key: str, model_name: str, seed: int, with_shipped: bool = True,
+                max_width: int = MAX_WIDTH) -> dict[str, Any]:
     """Default recipe, shipped recipe (if any and asked for), linear baseline and the new task's probes on one
     dataset."""
     name, kwargs = DATASETS[key]
     data = mtrec.datasets.load(name, **kwargs)
     profile = DataProfile.of(data.train, data.schema)
-    derived = default_recipe(model_name, data.schema, profile)
-    tqdm.write(f"{key}: {describe(derived, profile)}")
-    out: dict[str, Any] = {"rows": profile.rows, "recipe": derived.to_dict()}
+    derived = default_recipe(model_name, data.schema, profile, max_width=max_width)
+    tqdm.write(f"{key}: {describe(derived, profile, max_width)}")
+    out: dict[str, Any] = {"rows": profile.rows, "recipe": derived.to_dict(), "max_width": max_width}
     start = time.perf_counter()
     out["baseline"] = frame_baseline(data.schema, [*data.tasks, *data.new_tasks], data.train, data.test, seed)
     out["baseline_seconds"] = time.perf_counter() - start
@@ -99,9 +100,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", default="reports/bench")
     parser.add_argument("--shipped", action=argparse.BooleanOptionalAction, default=True,
                         help="also train the dataset's shipped recipe where one exists")
+    parser.add_argument("--max-width", type=int, default=MAX_WIDTH,
+                        help="cap on the derived tables' width (the rule's own cap by default)")
     parser.add_argument("--name", default="defaults", help="result files: <out>/<name>.json and .md")
     args = parser.parse_args(argv)
-    results = {key: run_dataset(key, args.model, args.seed, args.shipped) for key in tqdm(args.datasets, desc="defaults")}
+    results = {key: run_dataset(key, args.model, args.seed, args.shipped, args.max_width) for key in tqdm(args.datasets, desc="defaults")}
     text = markdown(results, environment()["cpu"])
     json_path, md_path = write_results(args.out, args.name, {"results": results, "model": args.model,
                                                               "seed": args.seed}, text)

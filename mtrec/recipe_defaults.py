@@ -31,9 +31,9 @@ DROPOUT, WEIGHT_DECAY = 0.1, 1e-5
 UNPROFILED = {"width": 16, "batch_size": 512, "epochs": 10}  # without a profile (a hand-built schema, no data)
 
 
-def embedding_width(rows: int) -> int:
-    """Width of a table with `rows` rows: 4 * ceil(1.5 * rows ** 0.25), within [8, 64]."""
-    return max(MIN_WIDTH, min(MAX_WIDTH, 4 * math.ceil(1.5 * max(rows, 1) ** 0.25)))
+def embedding_width(rows: int, max_width: int = MAX_WIDTH) -> int:
+    """Width of a table with `rows` rows: 4 * ceil(1.5 * rows ** 0.25), within [8, max_width]."""
+    return max(MIN_WIDTH, min(max_width, 4 * math.ceil(1.5 * max(rows, 1) ** 0.25)))
 
 
 def batch_size_for(rows: int) -> int:
@@ -47,18 +47,21 @@ def epochs_for(rows: int, batch_size: int) -> int:
     return max(MIN_EPOCHS, min(MAX_EPOCHS, math.ceil(TARGET_STEPS / steps)))
 
 
-def table_widths(schema: Schema, profile: DataProfile | None) -> dict[str, int]:
+def table_widths(schema: Schema, profile: DataProfile | None, max_width: int = MAX_WIDTH) -> dict[str, int]:
     """Each sparse feature's table width from its distinct values (+1 row for OOV)."""
     if profile is None:
-        return {f: UNPROFILED["width"] for f in schema.sparse}
-    return {f: embedding_width(profile.cardinality.get(f, 0) + 1) for f in schema.sparse}
+        return {f: min(UNPROFILED["width"], max_width) for f in schema.sparse}
+    return {f: embedding_width(profile.cardinality.get(f, 0) + 1, max_width) for f in schema.sparse}
 
 
 def default_recipe(model: str, schema: Schema, profile: DataProfile | None,
-                   overrides: dict[str, Any] | list[str] | None = None) -> Recipe:
-    """The recipe of `model` for data described by `schema` and `profile` (None: schema-only settings)."""
+                   overrides: dict[str, Any] | list[str] | None = None, max_width: int = MAX_WIDTH) -> Recipe:
+    """The recipe of `model` for data described by `schema` and `profile` (None: schema-only settings); `max_width`
+    caps every table's width (a multiple of 4, >= 8)."""
+    if max_width < MIN_WIDTH or max_width % 4:
+        raise ValueError(f"max_width: a multiple of 4 and at least {MIN_WIDTH}, got {max_width}")
     base = read_file(recipe_path(model, REFERENCE))["model"]
-    widths = table_widths(schema, profile)
+    widths = table_widths(schema, profile, max_width)
     median = sorted(widths.values())[len(widths) // 2] if widths else UNPROFILED["width"]
     sections = copy.deepcopy(base)
     for part in sections["embedding"]["parts"]:
@@ -81,7 +84,7 @@ def default_recipe(model: str, schema: Schema, profile: DataProfile | None,
     return config_from(Recipe, {"model": sections, "train": train}, overrides)
 
 
-def describe(recipe: Recipe, profile: DataProfile | None) -> str:
+def describe(recipe: Recipe, profile: DataProfile | None, max_width: int = MAX_WIDTH) -> str:
     """One paragraph naming the derived settings and what they came from (build_model prints it)."""
     t = recipe.train
     part = next(p for p in recipe.model["embedding"]["parts"] if "embedding_dim" in p)
@@ -90,7 +93,8 @@ def describe(recipe: Recipe, profile: DataProfile | None) -> str:
     basis = (f"{profile.rows:,} rows" if profile is not None
              else "no data profile (pass data=frame to build_model, or a schema from Schema.from_frame)")
     steps = f" ({profile.rows // t.batch_size:,} steps/epoch)" if profile is not None else ""
-    return (f"default recipe from {basis}: embedding widths {shown} (4*ceil(1.5*rows^0.25) in [8, 64]); "
+    rule = f"4*ceil(1.5*rows^0.25) in [{MIN_WIDTH}, {max_width}]"
+    return (f"default recipe from {basis}: embedding widths {shown} ({rule}); "
             f"batch {t.batch_size}{steps}, up to {t.epochs} epochs, early stopping on valid (patience "
             f"{t.patience}); lr {t.lr:g}, embedding lr {t.embedding_lr:g}; dropout "
             f"{recipe.model['encoder'].get('dropout', 0.0):g}, weight decay {t.weight_decay:g}")

@@ -20,6 +20,7 @@ from pretrain_stack.errors import ConfigError
 def test_the_rules_give_the_documented_numbers():
     assert [embedding_width(n) for n in (2, 3, 4, 50, 1_000, 100_000, 10 ** 9)] == [8, 8, 12, 16, 36, 64, 64]
     assert all(embedding_width(n) % 4 == 0 for n in range(1, 5000, 7))
+    assert [embedding_width(n, max_width=16) for n in (2, 50, 1_000, 10 ** 9)] == [8, 16, 16, 16]
     assert [batch_size_for(n) for n in (500, 20_000, 34_189, 80_000, 200_000, 2_000_000)] == \
         [256, 256, 256, 512, 1024, 4096]
     assert epochs_for(34_189, 256) == 16 and epochs_for(2_000_000, 4096) == 5 and epochs_for(500, 256) == 30
@@ -72,6 +73,10 @@ def test_every_model_builds_from_the_default_recipe():
         assert recipe.train.epochs == 2 and recipe.train.batch_size == 256
         parts = recipe.model["embedding"]["parts"]
         assert parts[0]["embedding_dim"] == 16  # the median width (stem's per-task tables take one width)
+    capped = default_recipe("mptrec", schema, schema.profile, max_width=8).model["embedding"]["parts"][0]
+    assert set(capped["embedding_dims"].values()) == {8} and capped["embedding_dim"] == 8
+    with pytest.raises(ValueError, match="max_width: a multiple of 4"):
+        default_recipe("mptrec", schema, schema.profile, max_width=10)
 
 
 def test_the_default_recipe_beats_the_linear_baseline_where_features_interact(capsys):
