@@ -9,10 +9,13 @@ sampler). Variants: `vocab` (a vocabulary per table, fitted while the files are 
 feature hashed into --buckets rows, no vocabulary). Modes: `stream` (files, in process), `memory` (the train split
 read into one pandas frame first; only up to --memory-max-rows), `ray2` (files, 2 Ray Train workers reading their
 Ray Data splits; only up to --ray-max-rows). Ratios of examples/s are to the in-memory run of the same size and
-variant when there is one. Test AUC is on the first --test-rows rows of the test split.
+variant when there is one. Test AUC is on the first --test-rows rows of the test split. `--sizes ROWS:IDS ...`
+runs sizes with their own ids per table instead (e.g. 300000:10000 4000000:1000000: is examples/s flat in table
+size?); "x first size" is then each run's examples/s over the first size's of the same variant and mode.
 
-python -m benchmarks.ingest [--rows 1000000 10000000 50000000] [--variants vocab hashed]
-    [--modes stream memory ray2] [--data-dir /tmp/mtrec-ingest] [--batch-size 4096] [--out reports/bench]
+python -m benchmarks.ingest [--rows 1000000 10000000 50000000 | --sizes 300000:10000 4000000:1000000]
+    [--variants vocab hashed] [--modes stream memory ray2] [--data-dir /tmp/mtrec-ingest] [--batch-size 4096]
+    [--out reports/bench]
 """
 
 from __future__ import annotations
@@ -158,24 +161,36 @@ def frame_mib(data: Path) -> float:
 
 def markdown(results: dict[str, Any]) -> str:
     """The results as a Markdown table."""
-    lines = [f"One epoch of mptrec on synthetic data ({results['cardinality']:,} ids per table, 8 tables), batch "
-             f"{results['batch_size']}"
+    flat = len({s.get("cardinality", results["cardinality"]) for s in results["sizes"]}) > 1
+    ids = "ids per table as listed" if flat else f"{results['cardinality']:,} ids per table"
+    lines = [f"One epoch of mptrec on synthetic data ({ids}, 8 tables), batch {results['batch_size']}"
              + (f" (first {results['max_steps']} steps after the full scan)" if results.get("max_steps") else "")
              + f", {results['cpu']}; peak = whole job's summed PSS (all processes); ratio = "
-             "examples/s / the in-memory run's of the same rows and variant.", "",
-             "| rows (train) | as pandas MiB | Parquet MiB | variant | mode | peak PSS MiB | examples/s | ratio | "
-             "test mean AUC |", "|---|---|---|---|---|---|---|---|---|"]
+             "examples/s / the in-memory run's of the same rows and variant"
+             + ("; x first size = examples/s / the first size's of the same variant and mode." if flat else "."), "",
+             "| rows (train) | ids per table | as pandas MiB | Parquet MiB | variant | mode | peak PSS MiB | examples/s | "
+             "ratio | x first size | test mean AUC |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for size in results["sizes"]:
         for r in size["runs"]:
             ratio = f"{r['ratio']:.2f}" if r.get("ratio") is not None else "-"
-            lines.append(f"| {size['rows']:,} ({size['train_rows']:,}) | {size['frame_mib']:,.0f} | "
+            first = f"{r['x_first_size']:.2f}" if r.get("x_first_size") is not None else "-"
+            lines.append(f"| {size['rows']:,} ({size['train_rows']:,}) | "
+                         f"{size.get('cardinality', results['cardinality']):,} | {size['frame_mib']:,.0f} | "
                          f"{size['parquet_mib']:,.0f} | {r['variant']} | {r['mode']} | {r['peak_pss_mib']:,.0f} | "
-                         f"{r['examples_per_s']:,.0f} | {ratio} | {r['mean_test_auc']:.4f} |")
+                         f"{r['examples_per_s']:,.0f} | {ratio} | {first} | {r['mean_test_auc']:.4f} |")
     if results.get("checkpoints"):
         lines += ["", "| checkpoint | save s | load s | manifest.json bytes | size MiB |", "|---|---|---|---|---|"]
         lines += [f"| {c['variant']} ({c['ids']:,} ids) | {c['save_s']:.1f} | {c['load_s']:.1f} | "
                   f"{c['manifest_bytes']:,} | {c['checkpoint_mib']:,.0f} |" for c in results["checkpoints"]]
     return "\n".join(lines)
+
+
+def _size(text: str) -> tuple[int, int]:
+    """'300000:10000' -> (rows, ids per table)."""
+    rows, _, ids = text.partition(":")
+    if not (rows.isdigit() and ids.isdigit()):
+        raise argparse.ArgumentTypeError(f"expected ROWS:IDS (e.g. 300000:10000), got {text!r}")
+    return int(rows), int(ids)
 
 
 def cpu_name() -> str:
@@ -188,7 +203,10 @@ def cpu_name() -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Generate (or reuse) the data, run every configuration, write JSON + Markdown."""
     p = argparse.ArgumentParser(prog="python -m benchmarks.ingest", description=__doc__.splitlines()[0])
-    p.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000, 50_000_000])
+    p.add_argument("--rows", type=int, nargs="*", default=[1_000_000, 10_000_000, 50_000_000],
+                   help="sizes (rows) at --cardinality ids per table; none: only the checkpoint timing")
+    p.add_argument("--sizes", nargs="+", type=_size, metavar="ROWS:IDS",
+                   help="sizes with their own ids per table (instead of --rows)")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     p.add_argument("--cardinality", type=int, default=1_000_000)
@@ -217,15 +235,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.checkpoint_ids:
         with tempfile.TemporaryDirectory(prefix="mtrec-ingest-ckpt-") as work:
             results["checkpoints"] = checkpoint_times(args.checkpoint_ids, args.buckets, Path(work))
-    for rows in args.rows:
-        data = data_dir_for(Path(args.data_dir), rows, args.cardinality, files=max(1, rows // 1_000_000))
-        size = {"rows": rows, "train_rows": int(0.8 * rows), "frame_mib": frame_mib(data),
-                "parquet_mib": sum(f.stat().st_size for f in (data / "train").glob("*.parquet")) / MIB, "runs": []}
+    for rows, cardinality in args.sizes or [(rows, args.cardinality) for rows in args.rows]:
+        data = data_dir_for(Path(args.data_dir), rows, cardinality, files=max(1, rows // 1_000_000))
+        size = {"rows": rows, "cardinality": cardinality, "train_rows": int(0.8 * rows),
+                "frame_mib": frame_mib(data), "parquet_mib": sum(f.stat().st_size for f in (data / "train").glob("*.parquet")) / MIB, "runs": []}
         for variant in args.variants:
             modes = [m for m in args.modes if (m != "memory" or rows <= args.memory_max_rows)
                      and (m != "ray2" or rows <= args.ray_max_rows)]
             for mode in modes:
-                run = measure(data, mode, variant, args.cardinality, args.batch_size, args.buckets, args.test_rows,
+                run = measure(data, mode, variant, cardinality, args.batch_size, args.buckets, args.test_rows,
                               args.max_steps)
                 print(f"{rows:,} {variant} {mode}: peak {run['peak_pss_mib']:,.0f} MiB, "
                       f"{run['examples_per_s']:,.0f} examples/s, test AUC {run['mean_test_auc']:.4f}", flush=True)
@@ -234,6 +252,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for r in size["runs"]:
                 if r["variant"] == variant:
                     r["ratio"] = r["examples_per_s"] / base["examples_per_s"] if base else None
+        first = (results["sizes"] or [size])[0]["runs"]
+        for r in size["runs"]:
+            same = next((f for f in first if f["variant"] == r["variant"] and f["mode"] == r["mode"]), None)
+            r["x_first_size"] = r["examples_per_s"] / same["examples_per_s"] if same else None
         results["sizes"].append(size)
         results["load_average_end"] = os.getloadavg()
     json_path, md_path = write_results(args.out, args.name, results, markdown(results))
