@@ -8,7 +8,11 @@ in different company). An uncalibrated layer quantizes each row with its own sca
 (`torch._int_mm`): also independent of the batch, slower. FP16 keeps fp16 weights and computes in fp32
 (`linear_dynamic_fp16`). A stack of `n` members whose input is shared ([B, in]) runs as ONE GEMM over the
 members' concatenated weights; a member-first input ([n, B, in]) runs one GEMM per member (FBGEMM has no
-batched int8 GEMM). A following ReLU can be fused into the kernel (`relu=True`).
+batched int8 GEMM). A following ReLU can be fused into the kernel (`relu=True`). Inside an `Int8Chain` (the
+nn.Sequential of a converted MLP) a calibrated int8 layer followed by another requantizes its int32 sums straight
+to the next layer's static input scale (`quantized::linear_relu`, uint8 out): the fp32 activation between them is
+never written, read back and quantized again (at batch 512, the 512 x 768 fp32 output of the experts' first layer
+cost more than its GEMM).
 
 Only plain tensors are state (int8/fp16 weights, fp32 scales and bias), so `weights_only` loading works; the
 FBGEMM packed weights are rebuilt lazily after construction, a state load, a deep copy or unpickling.
@@ -17,6 +21,9 @@ FBGEMM packed weights are rebuilt lazily after construction, a state load, a dee
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -61,14 +68,21 @@ def int8_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return q, scale
 
 
+@contextmanager
+def _quantized_tensors() -> Iterator[None]:
+    """FBGEMM's int8 ops still take and return quantized tensors, whose creation torch 2.13 deprecates (a warning)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.quantize_per_tensor, torch.quantize_per_channel",
+                                category=UserWarning)
+        yield
+
+
 def _prepack(precision: str, weight: torch.Tensor, scale: torch.Tensor | None, bias: torch.Tensor) -> Any:
     """FBGEMM packed params of one [out, in] weight (int8 values + per-row scales, or fp16)."""
     if precision == "fp16":
         return torch.ops.quantized.linear_prepack_fp16(weight.float(), bias)
     zero = torch.zeros(weight.shape[0], dtype=torch.long)
-    with warnings.catch_warnings():  # FBGEMM's prepack still takes a quantized tensor, which torch 2.13 deprecates
-        warnings.filterwarnings("ignore", message="torch.quantize_per_tensor, torch.quantize_per_channel",
-                                category=UserWarning)
+    with _quantized_tensors():
         qweight = torch.quantize_per_channel(weight.float() * scale.unsqueeze(1), scale.double(), zero, 0,
                                              torch.qint8)
     return torch.ops.quantized.linear_prepack(qweight, bias)
@@ -92,6 +106,7 @@ class _PackedLinear(nn.Module):
         self._members: list[Any] | None = None
         self._shared: Any = None
         self._int_weights: list[torch.Tensor] | None = None
+        self._qparams: tuple[float, int] | None = None
 
     def set_weights(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         """Quantize fp32 weights [n, out, in] (and bias [n, out], None = zeros) into this layer's state."""
@@ -110,14 +125,22 @@ class _PackedLinear(nn.Module):
         if self.precision == "int8":
             scale, zero_point = activation_qparams(low, high)
             self.input_qparams.copy_(torch.tensor([scale, zero_point], dtype=torch.float64))
+        self._qparams = None
 
     @property
     def calibrated(self) -> bool:
         """Whether an int8 layer has static activation parameters."""
-        return self.precision == "int8" and float(self.input_qparams[0]) > 0
+        return self.precision == "int8" and self.qparams()[0] > 0
+
+    def qparams(self) -> tuple[float, int]:
+        """The static input (scale, zero point) as Python numbers (scale 0: uncalibrated), read once."""
+        if self._qparams is None:
+            scale, zero_point = self.input_qparams.tolist() if self.precision == "int8" else (0.0, 0)
+            self._qparams = (float(scale), int(zero_point))
+        return self._qparams
 
     def _invalidate(self) -> None:
-        self._members, self._shared, self._int_weights = None, None, None
+        self._members, self._shared, self._int_weights, self._qparams = None, None, None, None
 
     def _pack(self, weight: torch.Tensor, scale: torch.Tensor | None, bias: torch.Tensor) -> Any:
         return _prepack(self.precision, weight, scale, bias)
@@ -136,14 +159,26 @@ class _PackedLinear(nn.Module):
             self._shared = self._pack(self.weight.reshape(-1, self.in_features), scale, self.bias.reshape(-1))
         return self._shared
 
-    def run(self, x: torch.Tensor, packed: Any, member: int | None = None) -> torch.Tensor:
-        """One FBGEMM call on a 2-D input (`member` None: all members' shared GEMM)."""
+    def run(self, x: torch.Tensor, packed: Any, member: int | None = None,
+            emit: tuple[float, int] | None = None) -> torch.Tensor:
+        """One FBGEMM call on a 2-D input (`member` None: all members' shared GEMM). A calibrated int8 layer takes a
+        uint8 (quantized) input at its own input scale, and with `emit` (the next layer's input scale and zero
+        point) returns uint8 at that scale; otherwise fp32."""
         if self.precision == "fp16":
             return _OPS[("fp16", self.relu)](x, packed)
         if not self.calibrated:
             return self._per_row(x, member)
-        scale, zero_point = self.input_qparams.tolist()
-        return _OPS[("int8", self.relu)](x.float().contiguous(), scale, int(zero_point), packed)
+        scale, zero_point = self.qparams()
+        if emit is None and not x.is_quantized:
+            return _OPS[("int8", self.relu)](x.float().contiguous(), scale, zero_point, packed)
+        with _quantized_tensors():
+            if not x.is_quantized:
+                x = torch.quantize_per_tensor(x.float(), scale, zero_point, torch.quint8)
+            x = x.contiguous()
+            if emit is None:  # uint8 in, fp32 out: the dequantized values requantize to the same integers
+                return _OPS[("int8", self.relu)](x.dequantize(), scale, zero_point, packed)
+            op = torch.ops.quantized.linear_relu if self.relu else torch.ops.quantized.linear
+            return op(x, packed, emit[0], emit[1])
 
     def _per_row(self, x: torch.Tensor, member: int | None) -> torch.Tensor:
         """Uncalibrated int8: each row quantized with its own symmetric scale, exact int32 products."""
@@ -165,7 +200,7 @@ class _PackedLinear(nn.Module):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_members"], state["_shared"], state["_int_weights"] = None, None, None
+        state["_members"], state["_shared"], state["_int_weights"], state["_qparams"] = None, None, None, None
         return state
 
     def extra_repr(self) -> str:
@@ -183,12 +218,12 @@ class QuantBatchedLinear(_PackedLinear):
         out.set_weights(layer.weight.transpose(1, 2), layer.bias.squeeze(1))
         return out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emit: tuple[float, int] | None = None) -> torch.Tensor:
         if x.dim() == 2:
-            y = self.run(x, self.shared())
+            y = self.run(x, self.shared(), emit=emit)
             return y.view(x.shape[0], self.n, self.out_features).transpose(0, 1)
         packed = self.members()
-        return torch.stack([self.run(x[i], packed[i], i) for i in range(self.n)])
+        return torch.stack([self.run(x[i], packed[i], i, emit) for i in range(self.n)])
 
 
 class QuantLinear(_PackedLinear):
@@ -201,9 +236,44 @@ class QuantLinear(_PackedLinear):
         out.set_weights(layer.weight.unsqueeze(0), None if layer.bias is None else layer.bias.unsqueeze(0))
         return out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emit: tuple[float, int] | None = None) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features)
-        return self.run(flat, self.shared()).reshape(*x.shape[:-1], self.out_features)
+        return self.run(flat, self.shared(), emit=emit).reshape(*x.shape[:-1], self.out_features)
+
+
+class Int8Chain(nn.Sequential):
+    """A converted MLP's nn.Sequential: a calibrated int8 layer whose next layer (past the Identity of a fused ReLU)
+    is also calibrated int8 hands it uint8 at that layer's input scale instead of fp32; else as nn.Sequential."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layers = list(self._modules.values())
+        for i, layer in enumerate(layers):
+            if isinstance(layer, _PackedLinear):
+                following = _next_int8(layers, i) if layer.calibrated else None
+                x = layer(x, following.qparams() if following is not None else None)
+            else:
+                x = layer(x)
+        return x
+
+
+def _next_int8(layers: list[nn.Module], i: int) -> _PackedLinear | None:
+    """The calibrated int8 layer right after layers[i] (only Identities between), if there is one."""
+    for layer in layers[i + 1:]:
+        if isinstance(layer, nn.Identity):
+            continue
+        return layer if isinstance(layer, _PackedLinear) and layer.calibrated else None
+    return None
+
+
+def chain(root: nn.Module, path: str) -> None:
+    """Make the nn.Sequential at `path` in `root` an Int8Chain (same children, same state keys); else nothing."""
+    parent = root.get_submodule(path)
+    if not path or type(parent) is not nn.Sequential:
+        return
+    replacement = Int8Chain(OrderedDict(parent._modules))
+    replacement.train(parent.training)
+    owner_path, _, name = path.rpartition(".")
+    setattr(root.get_submodule(owner_path), name, replacement)
 
 
 def quantize_dense(layer: nn.Module, precision: str, relu: bool = False,

@@ -16,7 +16,7 @@ from torchrec import EmbeddingBagCollection
 from torchrec.quant.embedding_modules import EmbeddingBagCollection as QuantEmbeddingBagCollection
 
 from mtrec.models.layers import BatchedLinear
-from mtrec.quant.dense import quantize_dense
+from mtrec.quant.dense import chain, quantize_dense
 from mtrec.quant.precision import DENSE_PRECISIONS, TABLE_PRECISIONS, QuantizationError, check_precision
 from mtrec.quant.tables import quantize_tables, table_bytes, table_state
 
@@ -90,7 +90,8 @@ def convert(network: nn.Module, plan: dict[str, str], ranges: dict[str, tuple[fl
             ) -> nn.Module:
     """An inference copy of `network`: every EBC in FBGEMM's table-batched kernel (tables at their planned
     precision), planned dense units in int8/fp16 with a following ReLU fused (int8 activations calibrated to
-    `ranges`, {module path: input (min, max)}); eval mode."""
+    `ranges`, {module path: input (min, max)}; an MLP's Sequential made an Int8Chain, so consecutive int8 layers
+    pass uint8); eval mode."""
     units = find_units(network)
     full = check_plan(units, plan)
     out = copy.deepcopy(network).eval()
@@ -110,6 +111,7 @@ def convert(network: nn.Module, plan: dict[str, str], ranges: dict[str, tuple[fl
         if relu:
             names = list(parent._modules)
             parent._modules[names[names.index(child) + 1]] = nn.Identity()
+        chain(out, parent_path)
     return out.eval()
 
 

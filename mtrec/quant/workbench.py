@@ -10,7 +10,7 @@ import copy
 
 from torch import nn
 
-from mtrec.quant.dense import quantize_dense
+from mtrec.quant.dense import chain, quantize_dense
 from mtrec.quant.tables import quantize_tables
 from mtrec.quant.units import Unit, check_plan, convert, fused_relu, replace_module
 
@@ -48,6 +48,7 @@ class Workbench:
         if key not in self._cache:
             self._cache[key] = copy.deepcopy(layer) if precision == "fp32" else \
                 quantize_dense(layer, precision, relu, self.ranges.get(unit.module))
+        chain(self.network, parent_path)
         parent = self.network.get_submodule(parent_path)
         replace_module(self.network, unit.module, self._cache[key])
         if relu:

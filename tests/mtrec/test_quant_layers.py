@@ -13,9 +13,10 @@ from torchrec import EmbeddingBagCollection, EmbeddingBagConfig
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from mtrec.models.layers import BatchedLinear
-from mtrec.quant.dense import QuantBatchedLinear, QuantLinear, int8_rows, quantize_dense
+from mtrec.quant.dense import Int8Chain, QuantBatchedLinear, QuantLinear, int8_rows, quantize_dense
 from mtrec.quant.precision import QuantizationError
 from mtrec.quant.tables import quantize_tables, table_bytes, table_precisions, table_state, tables_from_state
+from mtrec.quant.units import convert
 
 torch.manual_seed(0)
 
@@ -74,6 +75,38 @@ def test_quantized_layer_state_roundtrip_deepcopy_and_pickle(input_range):
             assert torch.equal(other(x), ref)
     assert {k: v.dtype for k, v in q.state_dict().items()} == {
         "weight": torch.int8, "scale": torch.float32, "bias": torch.float32, "input_qparams": torch.float64}
+
+
+def test_int8_chain_hands_uint8_between_calibrated_layers():
+    """A converted MLP of shared -> member-first -> member-first int8 layers passes uint8 between them, scores
+    within int8 tolerance of fp32 and of the unchained layers, and a row scores the same alone as in a batch."""
+    mlp = nn.Sequential(BatchedLinear(3, 12, 32), nn.ReLU(), BatchedLinear(3, 32, 16), nn.ReLU(),
+                        BatchedLinear(3, 16, 4))
+    root = nn.Module()
+    root.mlp = mlp
+    x = torch.randn(64, 12)
+    with torch.no_grad():
+        h1 = torch.relu(mlp[0](x))
+        h2 = torch.relu(mlp[2](h1))
+        ref = mlp[4](h2)
+    ranges = {"mlp.0": (float(x.min()), float(x.max())), "mlp.2": (0.0, float(h1.max())),
+              "mlp.4": (0.0, float(h2.max()))}
+    plan = {"mlp.0": "int8", "mlp.2": "int8", "mlp.4": "int8"}
+    net = convert(root, plan, ranges)
+    assert isinstance(net.mlp, Int8Chain) and isinstance(net.mlp[1], nn.Identity)
+    seen = []
+    hooks = [net.mlp[i].register_forward_pre_hook(lambda _m, a: seen.append(a[0].is_quantized)) for i in (0, 2, 4)]
+    with torch.inference_mode():
+        out = net.mlp(x)
+        alone = net.mlp(x[5:6])
+    for h in hooks:
+        h.remove()
+    assert seen[:3] == [False, True, True] and not out.is_quantized and out.dtype == torch.float32
+    assert _rel_err(out, ref) < 2 * REL_TOL["int8"]
+    assert torch.equal(alone[:, 0], out[:, 5])
+    unchained = nn.Sequential(*net.mlp)
+    with torch.inference_mode():
+        assert _rel_err(out, unchained(x)) < REL_TOL["int8"] / 3
 
 
 def test_quantize_dense_rejects_other_modules_and_keeps_fp32():
