@@ -143,3 +143,18 @@ def test_cli_quantize_and_predict_with_precision(model, adult, tmp_path):
         out = tmp_path / f"{checkpoint.name}.csv"
         cli_main(["predict", "--checkpoint", str(checkpoint), "--input", str(frame), "--output", str(out), *extra])
         assert out.read_text().splitlines()[0] == "income,married"
+
+
+def test_latency_ranking_prefers_fewer_bytes_within_timing_noise():
+    from mtrec.quant.planner import Candidate, _ranked
+
+    def cand(precision, saved_bytes, saved_s):
+        return Candidate("u", precision, {"t": 0.0}, 0.0, saved_bytes, saved_s, fp32_seconds=1e-3,
+                         network_seconds=3e-3)
+
+    # noise = 5% of 1 ms + 2% of 3 ms = 110 us
+    int8, fp16 = cand("int8", 700, 300e-6), cand("fp16", 500, 380e-6)
+    assert [c.precision for c in _ranked([fp16, int8], "latency")] == ["int8", "fp16"]
+    fast16 = cand("fp16", 500, 500e-6)
+    assert [c.precision for c in _ranked([int8, fast16], "latency")] == ["fp16", "int8"]
+    assert [c.precision for c in _ranked([fp16, int8], "size")] == ["int8", "fp16"]
