@@ -154,7 +154,7 @@ def test_csv_and_parquet_files_train_alike(files, frame, tmp_path):
     assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
 
 
-def test_arrow_flattened_lists_are_the_frame_path_s():
+def test_arrow_flattened_lists_match_the_frame_path():
     """to_columns flattens list columns in Arrow; lengths, values, dtypes and errors match flatten_lists on the
     frame pyarrow's to_pandas gives (nulls: empty bags and NaN ids; strings; large lists; nested lists fail)."""
     from mtrec.data.schema import Schema
