@@ -1,6 +1,7 @@
 """A recipe for a user's own data, derived from its schema and a DataProfile (rows, distinct values per feature).
 
-Rules (validated on Adult, MovieLens-100k and synthetic sets of 20k / 200k / 2M rows, README "Your own data"):
+Rules (measured so far on Adult against the linear baseline, README "Your own data"; issue 12 §3 asks for
+MovieLens-100k and synthetic sets of 20k / 200k / 2M rows too, `python -m benchmarks.defaults`):
 - a table of n rows (distinct values + 1 for OOV) is 4 * ceil(1.5 * n ** 0.25) wide, within [8, 64]: a multiple
   of 4 as FBGEMM's fused kernels need; 3 rows -> 8, 4 -> 12, 50 -> 16, 1,000 -> 36, 10^5 and more -> 64;
 - batch size: the largest power of two <= rows / 128, within [256, 4096] (>= 128 optimizer steps per epoch
