@@ -261,6 +261,14 @@ def inference(res: dict[str, Any]) -> list[Block]:
             f"INT8 everywhere keeps {100 * int8['bytes_ratio']:.1f}% of the fp32 bytes, runs the network at "
             f"{speed:.2f}x fp32 eager at batch {big[1:]} ({res['threads']} thread(s), per-thread CPU time) and "
             f"changes test AUC by {changes}."))
+    roof = res.get("roofline")
+    if roof:
+        blocks.append(Key(
+            f"INT8 ceiling at batch {roof['batch_size']}: {roof['gemm_flops_per_batch'] / 1e6:.0f} MFLOP of GEMMs per "
+            f"batch at this machine's int8 rate ({roof['rates']['int8'] / 1e9:.0f} GOP/s at the model's shapes) take "
+            f"{roof['int8_floor_seconds'] * 1e6:.0f} us; fp32 eager spends {roof['eager_outside_dense_seconds'] * 1e6:.0f}"
+            f" of its {roof['eager_seconds'] * 1e6:.0f} us outside its dense layers, so INT8 GEMMs at the roof give at "
+            f"most {roof['ceiling_ratio']:.2f}x fp32 eager."))
     blocks.append(Bullets([f"{check}: {'yes' if ok else 'NO'}" for check, ok in res["checks"].items()]))
     return blocks
 
