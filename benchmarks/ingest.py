@@ -169,7 +169,8 @@ def markdown(results: dict[str, Any]) -> str:
              "examples/s / the in-memory run's of the same rows and variant"
              + ("; x first size = examples/s / the first size's of the same variant and mode." if flat else "."), "",
              "| rows (train) | ids per table | as pandas MiB | Parquet MiB | variant | mode | peak PSS MiB | examples/s | "
-             "ratio | x first size | test mean AUC |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "ratio | x first size | test mean AUC |", "|---|---|---|---|---|---|---|---|---|---|---|"
+             ] if results["sizes"] else []
     for size in results["sizes"]:
         for r in size["runs"]:
             ratio = f"{r['ratio']:.2f}" if r.get("ratio") is not None else "-"
