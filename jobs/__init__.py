@@ -11,8 +11,6 @@ import argparse
 import contextlib
 import os
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
