@@ -219,9 +219,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for r in size["runs"]:
                 r["speedup"] = r["scoring_rows_per_s"] / base["scoring_rows_per_s"] if base else float("nan")
             results["sizes"].append(size)
-        json_path, md_path = write_results(args.out, args.name, results, markdown(results))
-        print(markdown(results))
-        print(f"wrote {json_path} and {md_path}")
+        write_results(args.out, args.name, results, markdown(results))
         return results
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -62,10 +62,12 @@ def add_task_grid_args(parser: argparse.ArgumentParser, name: str, datasets: lis
 
 
 def write_results(out_dir: str | Path, name: str, results: dict[str, Any], markdown: str) -> tuple[Path, Path]:
-    """Write <name>.json and <name>.md into out_dir; return both paths."""
+    """Write <name>.json and <name>.md into out_dir, print the Markdown and where both went; return both paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / f"{name}.json", out / f"{name}.md"
     json_path.write_text(json.dumps({"environment": environment(), **results}, indent=2, default=float))
     md_path.write_text(markdown)
+    print(markdown)
+    print(f"wrote {json_path} and {md_path}")
     return json_path, md_path

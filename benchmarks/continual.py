@@ -189,12 +189,10 @@ def main(argv: list[str] | None = None) -> dict:
                     for s in steps))
     bar.close()
     summary, markdown = summarize(runs, baselines, pretrained)
-    json_path, md_path = write_results(args.out, args.name, {
+    write_results(args.out, args.name, {
         "runs": runs, "logistic": baselines, "pretrained": pretrained, "summary": summary, "seeds": args.seeds,
         "epochs": args.epochs, "rows": args.rows, "flatness": FLATNESS, "synthetic": SYNTHETIC,
         "threads": torch.get_num_threads()}, markdown)
-    print(markdown)
-    print(f"wrote {json_path} and {md_path}")
     return summary
 
 

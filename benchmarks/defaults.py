@@ -106,10 +106,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     results = {key: run_dataset(key, args.model, args.seed, args.shipped, args.max_width) for key in tqdm(args.datasets, desc="defaults")}
     text = markdown(results, environment()["cpu"])
-    json_path, md_path = write_results(args.out, args.name, {"results": results, "model": args.model,
-                                                              "seed": args.seed}, text)
-    print(text)
-    print(f"wrote {json_path} and {md_path}")
+    write_results(args.out, args.name, {"results": results, "model": args.model,
+                                         "seed": args.seed}, text)
     return results
 
 

@@ -250,10 +250,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             auto["speed"][biggest]["end_to_end_eps"] >= 1.5 * base["end_to_end_eps"],
     }
     results["roofline"] = gemm_roofline(model, data.test, max(args.batch_sizes))
-    json_path, md_path = write_results(args.out, "inference", results,
-                                       markdown(results, model.tasks, args.batch_sizes))
-    print(md_path.read_text())
-    print(f"wrote {json_path} and {md_path}")
+    write_results(args.out, "inference", results,
+                  markdown(results, model.tasks, args.batch_sizes))
     return results
 
 

@@ -259,9 +259,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             r["x_first_size"] = r["examples_per_s"] / same["examples_per_s"] if same else None
         results["sizes"].append(size)
         results["load_average_end"] = os.getloadavg()
-    json_path, md_path = write_results(args.out, args.name, results, markdown(results))
-    print(markdown(results))
-    print(f"wrote {json_path} and {md_path}")
+    write_results(args.out, args.name, results, markdown(results))
     return results
 
 

@@ -90,11 +90,9 @@ def main(argv: list[str] | None = None) -> dict:
     baselines = {d: frame_baseline(loaded[d].schema, loaded[d].tasks, loaded[d].train, loaded[d].test)
                  for d in args.datasets}
     summary, markdown = summarize(runs, args.datasets, args.models, baselines)
-    json_path, md_path = write_results(args.out, "multitask", {"runs": runs, "summary": summary, "baselines": baselines,
-                                                               "seeds": args.seeds, "epochs": args.epochs,
-                                                               "max_steps": args.max_steps}, markdown)
-    print(markdown)
-    print(f"wrote {json_path} and {md_path}")
+    write_results(args.out, "multitask", {"runs": runs, "summary": summary, "baselines": baselines,
+                                          "seeds": args.seeds, "epochs": args.epochs,
+                                          "max_steps": args.max_steps}, markdown)
     return summary
 
 

@@ -162,12 +162,10 @@ def main(argv: list[str] | None = None) -> dict:
                                + f", {100 * run['trainable_share']:.1f}% trained, {run['seconds']:.1f} s")
     bar.close()
     summary, markdown = summarize(runs, pretrained, args.datasets, baselines)
-    json_path, md_path = write_results(args.out, args.name, {"runs": runs, "pretrained": pretrained,
-                                                              "summary": summary, "baselines": baselines, "seeds": args.seeds,
-                                                              "epochs": args.epochs,
-                                                              "threads": torch.get_num_threads()}, markdown)
-    print(markdown)
-    print(f"wrote {json_path} and {md_path}")
+    write_results(args.out, args.name, {"runs": runs, "pretrained": pretrained,
+                                         "summary": summary, "baselines": baselines, "seeds": args.seeds,
+                                         "epochs": args.epochs,
+                                         "threads": torch.get_num_threads()}, markdown)
     return summary
 
 

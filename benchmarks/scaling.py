@@ -268,9 +268,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         tqdm.write(f"{world} worker(s) {kind}: {r['examples_per_second']:,.0f} examples/s, peak RSS "
                    f"{max(r['peak_rss_mib']):,.0f} MiB per worker")
     summary = {"config": cfg, "results": [{k: v for k, v in r.items() if k != "plan_text"} for r in results]}
-    json_path, md_path = write_results(args.out, "scaling", summary, markdown(results, cfg))
-    print(md_path.read_text())
-    print(f"wrote {json_path} and {md_path}")
+    write_results(args.out, "scaling", summary, markdown(results, cfg))
     return summary
 
 

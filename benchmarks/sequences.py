@@ -144,11 +144,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{t} AUC {m['auc']:.4f} GAUC {m['gauc']:.4f}" for t, m in run["test"].items())
             + f" ({run['seconds_per_epoch']:.1f} s/epoch, {run['epochs_run']} epochs)")
     summary, markdown = summarize(runs, args.variants, baseline)
-    json_path, md_path = write_results(args.out, args.name, {"runs": runs, "summary": summary, "seeds": args.seeds,
-                                                             "epochs": args.epochs, "max_len": args.max_len,
-                                                             "pretrain": pretrain, "baseline": baseline}, markdown)
-    print(markdown)
-    print(f"wrote {json_path} and {md_path}")
+    write_results(args.out, args.name, {"runs": runs, "summary": summary, "seeds": args.seeds,
+                                        "epochs": args.epochs, "max_len": args.max_len,
+                                        "pretrain": pretrain, "baseline": baseline}, markdown)
     return summary
 
 
@@ -166,13 +164,11 @@ def merge(paths: list[str], out: str, name: str) -> dict[str, Any]:
     variants = [v for v in VARIANTS if any(r["variant"] == v for r in runs)]
     summary, markdown = summarize(runs, variants, baseline)
     pretrain = next((p["pretrain"] for p in parts if "seconds" in p.get("pretrain", {})), parts[0].get("pretrain"))
-    json_path, md_path = write_results(out, name, {"runs": runs, "summary": summary,
-                                                   "seeds": sorted({r["seed"] for r in runs}),
-                                                   "epochs": parts[0].get("epochs"), "max_len": parts[0].get("max_len"),
-                                                   "pretrain": pretrain, "baseline": baseline, "merged": paths},
-                                       markdown)
-    print(markdown)
-    print(f"wrote {json_path} and {md_path}")
+    write_results(out, name, {"runs": runs, "summary": summary,
+                              "seeds": sorted({r["seed"] for r in runs}),
+                              "epochs": parts[0].get("epochs"), "max_len": parts[0].get("max_len"),
+                              "pretrain": pretrain, "baseline": baseline, "merged": paths},
+                  markdown)
     return summary
 
 

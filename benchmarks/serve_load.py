@@ -131,9 +131,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "| requests/s | rows/s | p50 ms | p95 ms | p99 ms | requests | errors |", "|---|---|---|---|---|---|---|",
         f"| {results['requests_per_second']:.1f} | {results['rows_per_second']:.1f} | {results['p50_ms']:.1f} | "
         f"{results['p95_ms']:.1f} | {results['p99_ms']:.1f} | {results['requests']} | {results['errors']} |", ""])
-    json_path, md_path = write_results(args.out, "serve_load", results, md)
-    print(md)
-    print(f"wrote {json_path} and {md_path}")
+    write_results(args.out, "serve_load", results, md)
     return results
 
 

@@ -356,7 +356,6 @@ def main(argv: list[str] | None = None) -> dict:
             lines += ["### roofline", "", *roofline_markdown(machine, big), ""]
     markdown = "\n".join(lines) + "\n"
     write_results(args.out, "throughput", out, markdown)
-    print(markdown)
     return out
 
 

@@ -114,7 +114,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     markdown = "\n".join(lines) + "\n"
     write_results(args.out, "time_to_quality", {"runs": runs, "summary": summary, "threads": args.threads,
                                                 "plain_epochs": args.plain_epochs}, markdown)
-    print(markdown)
     return summary
 
 
