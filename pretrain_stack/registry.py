@@ -154,24 +154,34 @@ def save_component(module: nn.Module, directory: str | Path, kind: str) -> Path:
     return directory
 
 
-def load_component(registry: Registry, directory: str | Path, where: str) -> nn.Module:
-    """Rebuild a saved component and load its weights with `weights_only=True`."""
+def read_component_config(directory: str | Path, kind: str, where: str) -> dict[str, Any]:
+    """The config saved in `directory` (component.json), checked to be a `kind` component."""
     directory = Path(directory)
     meta_path = directory / COMPONENT_FILE
     if not meta_path.exists():
-        raise ConfigError(f"{where}.pretrained: {directory} has no {COMPONENT_FILE}", key=f"{where}.pretrained")
+        raise ConfigError(f"{where}.pretrained: {directory} has no {COMPONENT_FILE} (save a component there with "
+                          "save_component or `python -m pretrain_stack.pretrain`)", key=f"{where}.pretrained")
     meta = json.loads(meta_path.read_text())
-    if meta.get("kind") != registry.kind:
+    if meta.get("kind") != kind:
         raise ConfigError(f"{where}.pretrained: {directory} holds a {meta.get('kind')!r} component, "
-                          f"expected {registry.kind!r}", key=f"{where}.pretrained")
-    config = dict(meta["config"])
-    module = registry.build(config, where=where)
+                          f"expected {kind!r}", key=f"{where}.pretrained")
+    return dict(meta["config"])
+
+
+def read_component_weights(directory: str | Path, where: str) -> dict[str, torch.Tensor]:
+    """The tensors saved in `directory` (weights.pt), read with `weights_only=True` (no pickled code runs)."""
+    path = Path(directory) / WEIGHTS_FILE
     try:
-        state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for unreadable files
-        raise ConfigError(f"{where}.pretrained: cannot read {directory / WEIGHTS_FILE}: {exc}",
-                          key=f"{where}.pretrained") from exc
-    module.load_state_dict(state)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for missing or unreadable files
+        raise ConfigError(f"{where}.pretrained: cannot read {path}: {exc}", key=f"{where}.pretrained") from exc
+
+
+def load_component(registry: Registry, directory: str | Path, where: str) -> nn.Module:
+    """Rebuild a saved component and load its weights with `weights_only=True`."""
+    config = read_component_config(directory, registry.kind, where)
+    module = registry.build(config, where=where)
+    module.load_state_dict(read_component_weights(directory, where))
     return module
 
 

@@ -29,10 +29,12 @@ import torch
 from torch import nn
 from torchrec import EmbeddingCollection, EmbeddingConfig
 
+from pretrain_stack.embeddings.sparse_features import normal_init
+from pretrain_stack.encoders.mlp import mlp_layers
 from pretrain_stack.encoders.transformer import TransformerEncoder
 from pretrain_stack.errors import ConfigError
 from pretrain_stack.pretrain import ITEMS_FILE
-from pretrain_stack.registry import COMPONENT_FILE, EMBEDDINGS, WEIGHTS_FILE
+from pretrain_stack.registry import EMBEDDINGS, read_component_config, read_component_weights
 
 POOLINGS = ("last", "mean", "target_attention")
 WHERE = "model.embedding.sequence"
@@ -80,17 +82,17 @@ class SequenceEmbedding(nn.Module):
         tables = [EmbeddingConfig(name=f"t_{self.feature}", embedding_dim=hidden_size,
                                   num_embeddings=int(spec["num_embeddings"]),
                                   feature_names=[self.feature, *([self.candidate] if self.candidate else [])],
-                                  init_fn=_normal(init_std))]
+                                  init_fn=normal_init(init_std))]
         if self.actions:
             tables.append(EmbeddingConfig(name=f"t_{self.actions}", embedding_dim=hidden_size,
                                           num_embeddings=int(spec["num_actions"]), feature_names=[self.actions],
-                                          init_fn=_normal(init_std)))
+                                          init_fn=normal_init(init_std)))
         self.tables = EmbeddingCollection(tables=tables, device=torch.device("cpu"))
         self.position = nn.Embedding(self.max_len, hidden_size)
         nn.init.normal_(self.position.weight, std=init_std)
         self.dropout = nn.Dropout(dropout)
         self.encoder = TransformerEncoder(hidden_size, layers, heads, ff_size, dropout, causal, activation=activation)
-        self.attention = _mlp(4 * hidden_size, attention_hidden) if pooling == "target_attention" else None
+        self.attention = _scorer(4 * hidden_size, attention_hidden) if pooling == "target_attention" else None
         self.output_dim = hidden_size
         if freeze:
             self._freeze()
@@ -122,15 +124,15 @@ class SequenceEmbedding(nn.Module):
         if not self.pretrained:
             return {"mapped": 0, "fresh": 0}
         root = Path(self.pretrained)
-        encoder_cfg = _component(root / "encoder", "encoders")
+        encoder_cfg = read_component_config(root / "encoder", "encoders", WHERE)
         for key, value in self.arch.items():
             if key == "hidden_size" or key not in encoder_cfg:
                 continue
             if encoder_cfg[key] != value:
                 raise ConfigError(f"{WHERE}.{key}: {value!r} does not match the pretrained encoder in {root} "
                                   f"({encoder_cfg[key]!r})", key=f"{WHERE}.{key}")
-        items = _weights(root / "embedding" / "item")["table.weight"]
-        positions = _weights(root / "embedding" / "position")["table.weight"]
+        items = read_component_weights(root / "embedding" / "item", WHERE)["table.weight"]
+        positions = read_component_weights(root / "embedding" / "position", WHERE)["table.weight"]
         hidden = self.arch["hidden_size"]
         if items.shape[1] != hidden or positions.shape[1] != hidden:
             raise ConfigError(f"{WHERE}.hidden_size: {hidden} does not match the pretrained encoder in {root} "
@@ -145,7 +147,7 @@ class SequenceEmbedding(nn.Module):
             rows = torch.from_numpy(known + 1)
             table[rows] = items[torch.from_numpy(tokens[known])].to(table.dtype)
             self.position.weight.copy_(positions[: self.max_len])
-            self.encoder.load_state_dict(_weights(root / "encoder"))
+            self.encoder.load_state_dict(read_component_weights(root / "encoder", WHERE))
         return {"mapped": int(len(known)), "fresh": int(len(tokens) - len(known))}
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -211,43 +213,9 @@ def _padded(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _mlp(in_dim: int, hidden: tuple[int, ...]) -> nn.Sequential:
+def _scorer(in_dim: int, hidden: tuple[int, ...]) -> nn.Sequential:
     """The attention scorer: ReLU MLP to one score."""
-    layers: list[nn.Module] = []
-    for width in hidden:
-        layers += [nn.Linear(in_dim, width), nn.ReLU()]
-        in_dim = width
-    layers.append(nn.Linear(in_dim, 1))
-    return nn.Sequential(*layers)
-
-
-def _normal(std: float):
-    def init(weight: torch.Tensor) -> torch.Tensor:
-        return nn.init.normal_(weight, mean=0.0, std=std)
-
-    return init
-
-
-def _component(directory: Path, kind: str) -> dict[str, Any]:
-    """The saved component's config (component.json), checked to be of `kind`."""
-    path = directory / COMPONENT_FILE
-    if not path.exists():
-        raise ConfigError(f"{WHERE}.pretrained: {path} does not exist (save an encoder with "
-                          "`mtrec pretrain` or `python -m pretrain_stack.pretrain`)", key=f"{WHERE}.pretrained")
-    meta = json.loads(path.read_text())
-    if meta.get("kind") != kind:
-        raise ConfigError(f"{WHERE}.pretrained: {directory} holds a {meta.get('kind')!r} component, expected "
-                          f"{kind!r}", key=f"{WHERE}.pretrained")
-    return dict(meta.get("config") or {})
-
-
-def _weights(directory: Path) -> dict[str, torch.Tensor]:
-    """A saved component's tensors, read with weights_only=True (no pickled code runs)."""
-    path = directory / WEIGHTS_FILE
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for missing or unsafe files
-        raise ConfigError(f"{WHERE}.pretrained: cannot read {path}: {exc}", key=f"{WHERE}.pretrained") from exc
+    return nn.Sequential(*mlp_layers(in_dim, list(hidden)), nn.Linear(hidden[-1] if hidden else in_dim, 1))
 
 
 def _item_ids(root: Path) -> np.ndarray:
