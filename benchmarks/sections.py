@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from benchmarks.common import mean_std
 from benchmarks.document import Block, Bullets, Cell, Heading, Key, Para, Table
 
 MeanStd = dict[str, float]
@@ -22,12 +23,6 @@ def scaled(value: float | None, factor: float) -> float | None:
 def num(value: float | None, fmt: str = ",.0f") -> Cell:
     """A plain number ranked by itself ('–' when missing)."""
     return Cell("–") if value is None else Cell(format(value, fmt), value)
-
-
-def _mean_std(values: list[float]) -> MeanStd:
-    n = len(values)
-    mean = sum(values) / n
-    return {"mean": mean, "std": (sum((v - mean) ** 2 for v in values) / n) ** 0.5, "n": n}
 
 
 def multitask_tasks(models: dict[str, Any]) -> list[str]:
@@ -158,7 +153,7 @@ def throughput(res: dict[str, Any]) -> list[Block]:
               *[f"batch {r['batch_size']} x plain" for r in runs]]
     rows = []
     for name in names:
-        speeds = [ms(_mean_std(r["samples"][name]), 0) for r in runs]
+        speeds = [ms(mean_std(r["samples"][name]), 0) for r in runs]
         ratios = [num(r["examples_per_second"][name] / r["examples_per_second"]["plain"], ".2f") for r in runs]
         rows.append([name if name == "plain" else f"mtrec {name}", *speeds, *ratios])
     best = max((r["examples_per_second"][n] / r["examples_per_second"]["plain"], n, r["batch_size"])
@@ -178,7 +173,7 @@ def bigtable(big: dict[str, Any]) -> list[Block]:
     runs = big["results"]
     names = list(runs[0]["examples_per_second"])
     label = {"plain": "plain (dense Adam)", "plain_sparse": "plain SparseAdam"}
-    rows = [[label.get(n, f"mtrec {n}"), *[ms(_mean_std(r["samples"][n]), 0) for r in runs],
+    rows = [[label.get(n, f"mtrec {n}"), *[ms(mean_std(r["samples"][n]), 0) for r in runs],
              *[num(r["examples_per_second"][n] / r["examples_per_second"]["plain_sparse"], ".2f") for r in runs]]
             for n in names]
     worst = min((max(r["ratio_to_plain_sparse"].values()), r["batch_size"]) for r in runs)
