@@ -243,25 +243,36 @@ class QuantLinear(_PackedLinear):
 
 class Int8Chain(nn.Sequential):
     """A converted MLP's nn.Sequential: a calibrated int8 layer whose next layer (past the Identity of a fused ReLU)
-    is also calibrated int8 hands it uint8 at that layer's input scale instead of fp32; else as nn.Sequential."""
+    is also calibrated int8 hands it uint8 at that layer's input scale instead of fp32; else as nn.Sequential.
+
+    Which int8 layer follows which is worked out once per set of children (swapping a child, as the planner's
+    workbench does, redoes it); whether both are calibrated is read from the layers, whose cached input scale
+    `calibrate` and a state load reset."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        layers = list(self._modules.values())
-        for i, layer in enumerate(layers):
-            if isinstance(layer, _PackedLinear):
-                following = _next_int8(layers, i) if layer.calibrated else None
-                x = layer(x, following.qparams() if following is not None else None)
+        for layer, following in self._steps():
+            if following is not None and layer.calibrated and following.calibrated:
+                x = layer(x, following.qparams())
             else:
                 x = layer(x)
         return x
 
+    def _steps(self) -> list[tuple[nn.Module, _PackedLinear | None]]:
+        """Each child with the int8 layer right after it (only Identities between) when both are int8 layers."""
+        layers = tuple(self._modules.values())
+        if getattr(self, "_steps_of", None) != layers:
+            self._plan = [(layer, _next_int8(layers, i) if isinstance(layer, _PackedLinear) else None)
+                          for i, layer in enumerate(layers)]
+            self._steps_of = layers
+        return self._plan
 
-def _next_int8(layers: list[nn.Module], i: int) -> _PackedLinear | None:
-    """The calibrated int8 layer right after layers[i] (only Identities between), if there is one."""
+
+def _next_int8(layers: tuple[nn.Module, ...], i: int) -> _PackedLinear | None:
+    """The int8 layer right after layers[i] (only Identities between), if there is one."""
     for layer in layers[i + 1:]:
         if isinstance(layer, nn.Identity):
             continue
-        return layer if isinstance(layer, _PackedLinear) and layer.calibrated else None
+        return layer if isinstance(layer, _PackedLinear) and layer.precision == "int8" else None
     return None
 
 
