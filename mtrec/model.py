@@ -42,8 +42,11 @@ SIGMOID_CHUNK = 32768  # ATen's parallel grain size: a chunk this long runs on o
 
 
 def _sigmoid_column(x: torch.Tensor) -> torch.Tensor:
+    """Sigmoid of one task's [B] logits padded to whole blocks, in single-threaded chunks (one chunk: no concat)."""
     n = x.shape[0]
     padded = torch.nn.functional.pad(x.contiguous(), (0, (-n) % SIGMOID_BLOCK))
+    if padded.shape[0] <= SIGMOID_CHUNK:
+        return torch.sigmoid(padded)[:n]
     return torch.cat([torch.sigmoid(chunk) for chunk in padded.split(SIGMOID_CHUNK)])[:n]
 
 
