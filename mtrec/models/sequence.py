@@ -162,17 +162,15 @@ class SequenceEmbedding(nn.Module):
             x = x + _padded(looked_up[self.actions].values(), mask)
         x = self.dropout(x + self.position.weight.unsqueeze(0))
         h = self.encoder(x, {"src": mask.long()})
-        has = (lengths > 0).unsqueeze(1).to(h.dtype)
-        if self.pooling == "last":
-            pooled = h[torch.arange(b, device=h.device), (lengths - 1).clamp(min=0)]
-        elif self.pooling == "mean":
+        if self.pooling == "last":  # an empty history has no newest position: zeros, as mean and attention give
+            has = (lengths > 0).unsqueeze(1).to(h.dtype)
+            return h[torch.arange(b, device=h.device), (lengths - 1).clamp(min=0)] * has
+        if self.pooling == "mean":
             m = mask.unsqueeze(2).to(h.dtype)
-            pooled = (h * m).sum(1) / lengths.clamp(min=1).unsqueeze(1).to(h.dtype)
-        else:
-            q = looked_up[self.candidate].values().unsqueeze(1).expand_as(h)
-            weights = torch.sigmoid(self.attention(torch.cat([q, h, q - h, q * h], dim=2)).squeeze(2))
-            pooled = ((weights * mask.to(h.dtype)).unsqueeze(2) * h).sum(1)
-        return pooled * has
+            return (h * m).sum(1) / lengths.clamp(min=1).unsqueeze(1).to(h.dtype)
+        q = looked_up[self.candidate].values().unsqueeze(1).expand_as(h)
+        weights = torch.sigmoid(self.attention(torch.cat([q, h, q - h, q * h], dim=2)).squeeze(2))
+        return ((weights * mask.to(h.dtype)).unsqueeze(2) * h).sum(1)
 
 
 def item_rows(pretrained_ids: np.ndarray, values: np.ndarray) -> np.ndarray:
