@@ -103,13 +103,12 @@ def _rank_main(rank: int, world: int, kind: str, cfg: dict[str, Any], store: str
     import torch.distributed as dist
     from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
 
-    from mtrec.distributed.env import destroy_process_group, init_local_process_group, quiet_worker_logs
+    from mtrec.distributed.env import local_process_group, quiet_worker_logs
     from mtrec.distributed.planner import build_plan, format_plan, plan_tables
     from mtrec.distributed.wrap import make_optimizer, shard
 
     quiet_worker_logs()
-    init_local_process_group(store, rank, world)
-    try:
+    with local_process_group(store, rank, world):
         baseline = _peak_rss_mib()
         local = cfg["batch_size"] // world
         network = _network(cfg)
@@ -139,8 +138,6 @@ def _rank_main(rank: int, world: int, kind: str, cfg: dict[str, Any], store: str
         if rank == 0:
             result["plan_text"] = format_plan(plan, world)
         Path(out_dir, f"{kind}-{world}-{rank}.json").write_text(json.dumps(result))
-    finally:
-        destroy_process_group()
 
 
 def run_config(world: int, kind: str, cfg: dict[str, Any]) -> dict[str, Any]:

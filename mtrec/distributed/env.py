@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -56,6 +58,21 @@ def destroy_process_group() -> None:
     """Leave the default process group if one is initialized."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextmanager
+def local_process_group(store_file: str | Path, rank: int, world_size: int, backend: str = "gloo",
+                        timeout_s: float = 600.0) -> Iterator[dist.ProcessGroup]:
+    """Be in a single-machine process group for the body. After a body that raised nothing, every rank meets at a
+    barrier before leaving: a rank that closes its gloo sockets while a peer still reads from them aborts the peer
+    (SIGABRT from gloo's event loop), so nobody leaves before everyone is done."""
+    group = init_local_process_group(store_file, rank, world_size, backend, timeout_s)
+    try:
+        yield group
+        if world_size > 1:
+            dist.barrier()
+    finally:
+        destroy_process_group()
 
 
 class _DropTBEChatter(logging.Filter):

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from mtrec.distributed.config import DistributedConfig
 from mtrec.distributed.data import shard_frame
-from mtrec.distributed.env import backend_for, destroy_process_group, init_local_process_group, pick_device
+from mtrec.distributed.env import backend_for, local_process_group, pick_device
 from mtrec.distributed.job import DistributedTrainResult, PreparedJob, finish, prepare
 from mtrec.distributed.loop import WorkerSpec, run_worker
 from mtrec.distributed.sinks import DirectorySink
@@ -51,8 +51,7 @@ def _entry(rank: int, spec: WorkerSpec, world_size: int, store: str, progress: b
     """One spawned rank: join the group, read its own shards, train, and (rank 0) write the final state."""
     run_dir = Path(spec.run_dir)
     device = pick_device(rank, spec.dist.use_gpu if spec.dist.use_gpu is not None else False)
-    init_local_process_group(store, rank, world_size, backend=backend_for(device))
-    try:
+    with local_process_group(store, rank, world_size, backend=backend_for(device)):
         train_path = _shard_path(run_dir, "train", rank)
         train = pd.read_parquet(train_path) if spec.stream is None else None  # a stream: each rank reads its range
         valid_path = _shard_path(run_dir, "valid", rank)
@@ -61,8 +60,6 @@ def _entry(rank: int, spec: WorkerSpec, world_size: int, store: str, progress: b
                            progress)
         if rank == 0:
             (run_dir / FINAL_STATE).write_text(json.dumps(state, indent=2))
-    finally:
-        destroy_process_group()
 
 
 def run_local(job: PreparedJob, progress: bool = True) -> tuple[dict[str, Any], Path]:

@@ -6,9 +6,12 @@ All 2-rank work runs in one spawned process group (imports dominate the cost); t
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -66,8 +69,9 @@ def _rank_main(rank: int, world: int, tmp: str) -> None:
     """One rank: one SGD step under every sharding type (saved), then an Adagrad+Adam row_wise step resharded
     (weights and optimizer state) into a table_wise model."""
     torch.set_num_threads(1)
+    faulthandler.enable(open(f"{tmp}/fault-{rank}.txt", "w"))  # a SIGABRT shows where
     from mtrec.distributed.checkpoint import load_sharded, model_manifest, run_files, save_sharded
-    from mtrec.distributed.env import destroy_process_group, init_local_process_group
+    from mtrec.distributed.env import local_process_group
     from mtrec.distributed.planner import build_plan
     from mtrec.distributed.wrap import make_optimizer, shard
 
@@ -77,10 +81,9 @@ def _rank_main(rank: int, world: int, tmp: str) -> None:
         manifest = model_manifest(model, run_dir=run_dir)
         save_sharded(path, dmp, opt, manifest, state, run_files(manifest, run_dir))
 
-    pg = init_local_process_group(f"{tmp}/store", rank, world)
     data = mtrec.datasets.load("adult")
     plans = {}
-    try:
+    with local_process_group(f"{tmp}/store", rank, world) as pg:
         for kind in TYPES:
             model, dmp, opt, plans[kind] = _train_one_step(data, kind, rank, world, pg, "sgd", False)
             save(f"{tmp}/{kind}", dmp, opt, model, {"step": 1})
@@ -95,8 +98,6 @@ def _rank_main(rank: int, world: int, tmp: str) -> None:
         save(f"{tmp}/resharded", dmp, opt, model, state)
         if rank == 0:
             Path(f"{tmp}/plans.json").write_text(json.dumps(plans))
-    finally:
-        destroy_process_group()
 
 
 def _single_step(data: mtrec.datasets.Dataset, optimizer: str, autocast: bool) -> dict[str, torch.Tensor]:
@@ -119,10 +120,22 @@ def _single_step(data: mtrec.datasets.Dataset, optimizer: str, autocast: bool) -
 
 @pytest.fixture(scope="module")
 def two_rank_run(adult):
-    """Run the 2-rank script once and yield its output directory."""
-    with tempfile.TemporaryDirectory(prefix="mtrec-dist-test-") as tmp:
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
-        mp.start_processes(_rank_main, args=(2, tmp), nprocs=2, start_method="spawn")
+    """Run the 2-rank script and yield its output directory. A rank killed by a signal (once in CI, on a loaded
+    machine, rank 1 died of SIGABRT in gloo and never here in 20 runs) gets one more attempt in a fresh directory,
+    the first kill's Python stacks given in a warning; a second kill fails the tests with them."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    with contextlib.ExitStack() as dirs:
+        for attempt in (1, 2):
+            tmp = dirs.enter_context(tempfile.TemporaryDirectory(prefix="mtrec-dist-test-"))
+            try:
+                mp.start_processes(_rank_main, args=(2, tmp), nprocs=2, start_method="spawn")
+                break
+            except mp.ProcessExitedException as exc:
+                faults = {p.name: p.read_text() for p in sorted(Path(tmp).glob("fault-*.txt"))}
+                if attempt == 2:
+                    raise AssertionError(f"{exc} twice; Python stacks at the signal: {faults}") from exc
+                warnings.warn(f"2-rank run: {exc}; retrying once. Python stacks at the signal: {faults}",
+                              stacklevel=1)
         yield Path(tmp)
 
 
@@ -187,19 +200,16 @@ def test_reshard_to_another_plan_keeps_weights_and_optimizer_state(two_rank_run)
 
 def test_load_into_one_worker_is_exact(adult, two_rank_run):
     from mtrec.distributed.checkpoint import load_sharded, model_manifest, save_sharded
-    from mtrec.distributed.env import destroy_process_group, init_local_process_group
+    from mtrec.distributed.env import local_process_group
     from mtrec.distributed.planner import build_plan
     from mtrec.distributed.wrap import make_optimizer, shard
 
-    init_local_process_group(two_rank_run / "store-1", 0, 1)
-    try:
+    with local_process_group(two_rank_run / "store-1", 0, 1):
         model = _model(adult, False)
         network = model.require_network()
         dmp = shard(network, build_plan(network, 1, sharding="table_wise"), torch.device("cpu"), "adagrad", 0.1)
         opt = make_optimizer(dmp, 3e-3, "adagrad", 0.1)
         load_sharded(two_rank_run / "row_wise_adagrad", dmp, opt)
         save_sharded(two_rank_run / "one_worker", dmp, opt, model_manifest(model), {})
-    finally:
-        destroy_process_group()
     saved, one = _raw_tensors(two_rank_run / "row_wise_adagrad"), _raw_tensors(two_rank_run / "one_worker")
     assert saved.keys() == one.keys() and all(torch.equal(saved[k], one[k]) for k in saved)
