@@ -75,9 +75,10 @@ class Registry:
             raise ConfigError(f"{where}.name: missing (one of: {', '.join(self.names())})", key=f"{where}.name")
         cls = self.get(spec["name"])
         params = _signature_params(cls)
+        skipped = _registry_keys(cls)
         kwargs: dict[str, Any] = {}
         for key, value in spec.items():
-            if key in RESERVED_KEYS and key not in params:
+            if key in skipped:
                 continue
             if key not in params:
                 allowed = ", ".join(sorted(params)) or "none"
@@ -117,18 +118,33 @@ def handled_keys(registry: Registry, spec: dict[str, Any]) -> set[str]:
     name = spec.get("name") if isinstance(spec, dict) else None
     if not isinstance(name, str) or name not in registry:
         return set()
-    return set(RESERVED_KEYS) & set(_signature_params(registry.get(name)))
+    return set(RESERVED_KEYS) - _registry_keys(registry.get(name))
+
+
+def _registry_keys(cls: type) -> frozenset[str]:
+    """The reserved keys the registry itself acts on for `cls` (those not among its constructor arguments); the
+    one place build (through handled_keys) and validate read them from."""
+    return frozenset(RESERVED_KEYS) - _signature_params(cls).keys()
+
+
+_PARAMS: dict[type, dict[str, inspect.Parameter]] = {}
 
 
 def _signature_params(cls: type) -> dict[str, inspect.Parameter]:
-    """Constructor parameters with their annotations resolved (works with postponed annotations)."""
+    """Constructor parameters with their annotations resolved (works with postponed annotations); kept per class
+    once resolved, so a build does not read the signature twice (callers must not change the dict)."""
+    if cls in _PARAMS:
+        return _PARAMS[cls]
     sig = inspect.signature(cls.__init__)
     try:
         hints = typing.get_type_hints(cls.__init__)
-    except Exception:  # unresolvable forward references: fall back to the raw annotations
-        hints = {}
-    return {k: p.replace(annotation=hints.get(k, p.annotation)) for k, p in list(sig.parameters.items())[1:]
-            if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)}
+    except Exception:  # unresolvable forward references: fall back to the raw annotations (not kept)
+        hints = None
+    params = {k: p.replace(annotation=(hints or {}).get(k, p.annotation)) for k, p in list(sig.parameters.items())[1:]
+              if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)}
+    if hints is not None:
+        _PARAMS[cls] = params
+    return params
 
 
 def _jsonable(kwargs: dict[str, Any]) -> dict[str, Any]:
